@@ -1,0 +1,115 @@
+"""The one place where names in a config become objects, by reading the registries."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from vaekit.config import DataConfig, ModelConfig
+from vaekit.data import DATASETS, default_data_root, load_dataset
+from vaekit.data.base import Dataset, SourceOptions
+from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
+from vaekit.errors import ConfigError, DataError
+from vaekit.models import CORRUPTIONS, MODELS, Autoencoder, Decoder, Encoder
+from vaekit.nn import ACTIVATIONS, ConvDecoderNet, ConvTrunk, MLPDecoderNet, MLPTrunk
+
+
+def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
+    """``registry[name]``, or a ConfigError listing the valid names."""
+    try:
+        return registry[name]
+    except KeyError:
+        valid = ", ".join(sorted(registry))
+        raise ConfigError(f"unknown {what} {name!r}; choose one of: {valid}") from None
+
+
+def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Load the configured dataset (validation carved with ``seed``)."""
+    lookup(DATASETS, cfg.name, "dataset")
+    options = SourceOptions(
+        root=Path(cfg.root) if cfg.root else default_data_root(),
+        path=Path(cfg.path) if cfg.path else None,
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        download=cfg.download,
+        seed=seed,
+    )
+    return load_dataset(
+        cfg.name,
+        options=options,
+        val_size=cfg.val_size,
+        val_from=cfg.val_from,
+        binarize=cfg.binarize,
+        limit=cfg.limit,
+        seed=seed,
+    )
+
+
+def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
+    """Refuse data a likelihood cannot score (Bernoulli needs values in [0, 1])."""
+    if cfg.likelihood == "bernoulli" and dataset.value_range != "unit":
+        raise DataError(
+            f"dataset {dataset.name!r} has values outside [0, 1], which a Bernoulli likelihood "
+            "cannot score; rescale the data to [0, 1] or set model.likelihood=gaussian"
+        )
+
+
+def build_likelihood(cfg: ModelConfig) -> Likelihood:
+    """The decoder's likelihood head."""
+    cls = lookup(LIKELIHOODS, cfg.likelihood, "likelihood")
+    kwargs = {"gaussian": {"sigma": cfg.sigma}, "gaussian-learned": {"min_scale": cfg.min_scale}}
+    try:
+        likelihood: Likelihood = cls(**kwargs.get(cfg.likelihood, {}))
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    return likelihood
+
+
+def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tuple[Any, nn.Module]:
+    lookup(ACTIVATIONS, cfg.activation, "activation")
+    if cfg.network == "mlp":
+        trunk = MLPTrunk(event_shape, cfg.hidden, cfg.activation)
+        net = MLPDecoderNet(cfg.latent_dim, event_shape, cfg.hidden[::-1], cfg.activation, params)
+        return trunk, net
+    if event_shape[1] != event_shape[2]:
+        raise DataError(f"conv networks need square images, got {event_shape}; use network=mlp")
+    conv = ConvTrunk(event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm)
+    dec = ConvDecoderNet(
+        cfg.latent_dim, event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm, params
+    )
+    return conv, dec
+
+
+def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
+    """The configured model for data of shape ``event_shape`` (C, H, W)."""
+    cls, posterior = lookup(MODELS, cfg.kind, "model kind")
+    if cfg.latent_dim < 1:
+        raise ConfigError(f"model.latent_dim must be at least 1, got {cfg.latent_dim}")
+    likelihood = build_likelihood(cfg)
+    trunk, decoder_net = _networks(cfg, event_shape, likelihood.params_per_pixel)
+    encoder = Encoder(trunk, POSTERIORS[posterior](trunk.out_features, cfg.latent_dim))
+    prior = lookup(PRIORS, cfg.prior, "prior")(cfg.latent_dim)
+    corruption = None
+    if cfg.corruption != "none":
+        corruption = lookup(CORRUPTIONS, cfg.corruption, "corruption")(cfg.corruption_level)
+    variants: dict[str, Any] = {
+        "beta": cfg.beta,
+        "num_particles": cfg.num_particles,
+        "analytic_kl": cfg.analytic_kl,
+        "corruption": corruption,
+    }
+    accepted = inspect.signature(cls).parameters
+    defaults = ModelConfig()
+    for name in variants:
+        if name not in accepted and getattr(cfg, name) != getattr(defaults, name):
+            raise ConfigError(f"model.{name} does not apply to model kind {cfg.kind!r}")
+    kwargs = {k: v for k, v in variants.items() if k in accepted}
+    try:
+        model: Autoencoder = cls(encoder, Decoder(decoder_net, likelihood), prior, **kwargs)
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    return model

@@ -1,0 +1,212 @@
+"""Typed, frozen experiment configs: TOML recipes plus ``--set key=value`` overrides.
+
+Unknown keys and ill-typed values are errors that name the valid choices. Configs are read at
+the edge (cli.py, build.py) and saved with every run as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+from vaekit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and how they are prepared (see ``vaekit.data.load_dataset``)."""
+
+    name: str = "digits"
+    path: str | None = None
+    root: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    binarize: Literal["none", "dynamic", "static"] = "none"
+    val_size: float = 0.1
+    val_from: Literal["random", "tail"] = "random"
+    limit: int | None = None
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model kind, networks, likelihood and the objective's variants."""
+
+    kind: str = "vae"
+    latent_dim: int = 8
+    network: Literal["mlp", "conv"] = "mlp"
+    hidden: tuple[int, ...] = (256,)
+    activation: str = "leaky_relu"
+    conv_channels: int = 32
+    batch_norm: bool = False
+    likelihood: str = "bernoulli"
+    sigma: float = 0.1
+    min_scale: float = 1e-3
+    prior: str = "standard-normal"
+    beta: float = 1.0
+    num_particles: int = 1
+    analytic_kl: bool = True
+    corruption: str = "none"
+    corruption_level: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and run-time settings of the one training loop."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr: float = 0.0
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    eval_batch_size: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = False
+    num_threads: int | None = None
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment: data, model and training."""
+
+    name: str = "vae"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert lists/ints where lossless."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or value in ("none", "null")):
+            return None  # TOML has no null: "none" clears an optional value
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            valid = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{key}: {value!r} is not valid; choose one of: {valid}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+        raise ConfigError(
+            f"unknown key '{prefix}{unknown[0]}' in {where}; valid keys: {', '.join(names)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{name} must be a table, got {value!r}")
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (``2``, ``1e-3``, ``true``, ``[200, 200]``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(tree: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = _parse_value(text.strip())
+
+
+def config_from_dict(tree: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
+    """A validated Config from nested plain values plus ``section.key=value`` overrides."""
+    tree = json.loads(json.dumps(tree))  # deep copy of plain values
+    for override in overrides:
+        _apply_override(tree, override)
+    config: Config = _build(Config, tree, "")
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a TOML recipe (defaults when ``path`` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found; see the recipes in configs/")
+        try:
+            tree = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return config_from_dict(tree, overrides)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested values (tuples as lists), ready for JSON."""
+    tree: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(config)))
+    return tree

@@ -1,0 +1,36 @@
+"""Probability objects: posteriors q(z|x), likelihoods p(x|z), priors p(z), seeded sampling."""
+
+from vaekit.distributions.likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    FixedGaussianLikelihood,
+    LearnedGaussianLikelihood,
+    Likelihood,
+    bits_per_dim,
+)
+from vaekit.distributions.posteriors import (
+    POSTERIORS,
+    Delta,
+    DeltaHead,
+    GaussianHead,
+    diagonal_gaussian,
+)
+from vaekit.distributions.priors import PRIORS, StandardNormalPrior
+from vaekit.distributions.sampling import draw
+
+__all__ = [
+    "LIKELIHOODS",
+    "POSTERIORS",
+    "PRIORS",
+    "BernoulliLikelihood",
+    "Delta",
+    "DeltaHead",
+    "FixedGaussianLikelihood",
+    "GaussianHead",
+    "LearnedGaussianLikelihood",
+    "Likelihood",
+    "StandardNormalPrior",
+    "bits_per_dim",
+    "diagonal_gaussian",
+    "draw",
+]

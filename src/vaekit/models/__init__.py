@@ -1,0 +1,24 @@
+"""Model family: the autoencoder contract and the registry of model kinds."""
+
+from vaekit.models.ae import AE
+from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
+from vaekit.models.corruption import CORRUPTIONS, Corruption
+from vaekit.models.vae import VAE
+
+# kind -> (class, encoder head from vaekit.distributions.POSTERIORS)
+MODELS: dict[str, tuple[type[Autoencoder], str]] = {
+    "ae": (AE, "delta"),
+    "vae": (VAE, "gaussian"),
+}
+
+__all__ = [
+    "AE",
+    "CORRUPTIONS",
+    "MODELS",
+    "VAE",
+    "Autoencoder",
+    "Corruption",
+    "Decoder",
+    "Encoder",
+    "Loss",
+]

@@ -1,0 +1,97 @@
+"""The variational autoencoder with beta, KL warm-up, the IWAE bound and input corruption.
+
+beta-VAE (Higgins et al. 2017), IWAE (Burda et al. 2016, eq. 8) and the denoising VAE
+(Im et al. 2017) are arguments of this one class, not subclasses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+
+from vaekit.distributions.priors import StandardNormalPrior
+from vaekit.distributions.sampling import draw
+from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
+from vaekit.models.corruption import Corruption
+
+
+class VAE(Autoencoder):
+    """Gaussian-encoder VAE.
+
+    Args:
+        beta: weight on the KL (beta-VAE); 1 gives the ELBO.
+        num_particles: k importance samples; k > 1 trains the IWAE bound
+            log (1/k) Σ_i p(x, z_i) / q(z_i|x), with beta on log p(z_i) - log q(z_i|x).
+        analytic_kl: use the closed-form KL when torch knows the pair (k = 1 only).
+        corruption: C(x̃|x) on the encoder input (denoising VAE); the clean x is scored.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        prior: StandardNormalPrior,
+        *,
+        beta: float = 1.0,
+        num_particles: int = 1,
+        analytic_kl: bool = True,
+        corruption: Corruption | None = None,
+    ):
+        super().__init__(encoder, decoder, prior, corruption)
+        if beta < 0:
+            raise ValueError(f"beta must be non-negative, got {beta}")
+        if num_particles < 1:
+            raise ValueError(f"num_particles must be at least 1, got {num_particles}")
+        self.beta = float(beta)
+        self.num_particles = int(num_particles)
+        self.analytic_kl = analytic_kl
+
+    def kl(self, q: Distribution, z: Tensor) -> Tensor:
+        """KL(q(z|x) || p(z)) [B]: closed form when available, else the one-sample estimate."""
+        p = self.prior()
+        if self.analytic_kl:
+            try:
+                return kl_divergence(q, p)
+            except NotImplementedError:
+                pass
+        return q.log_prob(z) - p.log_prob(z)
+
+    def log_weights(self, x: Tensor, q: Distribution, z: Tensor) -> tuple[Tensor, Tensor]:
+        """log p(x|z) and log p(z) - log q(z|x), both [K, B], for particles z [K, B, D]."""
+        k, b = z.shape[:2]
+        x_k = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        log_px = self.decoder(z.reshape(k * b, -1)).log_prob(x_k).view(k, b)
+        log_ratio = self.prior().log_prob(z) - q.log_prob(z)  # [K, B]
+        return log_px, log_ratio
+
+    def loss(
+        self, x: Tensor, *, kl_weight: float = 1.0, generator: torch.Generator | None = None
+    ) -> Loss:
+        q = self.encoder(self.corrupt(x, generator))
+        weight = self.beta * kl_weight
+        if self.num_particles == 1:
+            z = draw(q, generator=generator)  # [B, D]
+            log_px = self.decoder(z).log_prob(x)  # [B]
+            kl = self.kl(q, z)  # [B]
+            objective = -(log_px - weight * kl).mean()
+            recon, kl_mean = -log_px.mean(), kl.mean()
+            metrics = {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean)}
+        else:
+            z = draw(q, (self.num_particles,), generator=generator)  # [K, B, D]
+            log_px, log_ratio = self.log_weights(x, q, z)
+            log_k = math.log(self.num_particles)
+            objective = -(torch.logsumexp(log_px + weight * log_ratio, 0) - log_k).mean()
+            bound = (torch.logsumexp(log_px + log_ratio, 0) - log_k).mean()
+            recon, kl_mean = -log_px.mean(), -log_ratio.mean()
+            metrics = {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean), "iwae": bound}
+        metrics["loss"] = objective
+        return Loss({"model": objective}, {k: v.detach() for k, v in metrics.items()})
+
+    def elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Per-datapoint ELBO [B] in nats (one sample of z, closed-form KL where available)."""
+        q = self.encoder(x)
+        z = draw(q, generator=generator)
+        return self.decoder(z).log_prob(x) - self.kl(q, z)

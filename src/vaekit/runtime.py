@@ -1,0 +1,91 @@
+"""Run-time environment at the edge: seeding, device and thread choice, run-directory layout."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaekit.errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's legacy global RNG and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu"
+        )
+    return device
+
+
+def configure_threads(num_threads: int | None) -> None:
+    """Set torch's intra-op threads (None leaves torch's default: one per physical core)."""
+    if num_threads is not None:
+        torch.set_num_threads(max(1, num_threads))
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Ask torch for deterministic kernels (bitwise-repeatable runs for one seed)."""
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run, all in one directory (see README "Run directory")."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def training_state(self) -> Path:
+        return self.path / "training_state.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def provenance(self) -> Path:
+        return self.path / "provenance.json"
+
+    def figure(self, name: str) -> Path:
+        return self.path / f"{name}.png"
+
+
+def new_run_path(base: str | Path, name: str) -> Path:
+    """A fresh directory name ``base/<name>-YYYYmmdd-HHMMSS[-n]`` that does not exist yet."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    path = Path(base) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate

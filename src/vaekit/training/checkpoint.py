@@ -1,0 +1,123 @@
+"""Run files on disk: atomic writes, safetensors weights + JSON config, resumable training state.
+
+No pickled objects: weights go through safetensors, the training state holds only tensors and
+plain values and is read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vaekit.errors import CheckpointError
+
+RUN_FORMAT = "vaekit-run"
+RUN_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 1
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems cannot open directories
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` complete-or-absent: ``write(tmp)`` in the same directory, fsync, rename.
+
+    On any failure the temporary file is removed and the previous ``path`` (if any) is intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """Atomically write ``value`` as indented JSON."""
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2) + "\n"))
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file, or raise CheckpointError saying which file is missing or corrupt."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} is missing; is this a vaekit run directory?")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt ({error})") from None
+
+
+def save_weights(path: Path, module: nn.Module) -> Path:
+    """Atomically write ``module``'s state dict as safetensors."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    metadata = {"format": RUN_FORMAT, "version": str(RUN_FORMAT_VERSION)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_weights(path: Path, module: nn.Module) -> None:
+    """Load safetensors weights into ``module``; missing, corrupt or mismatched files raise."""
+    if not path.is_file():
+        raise CheckpointError(f"model file {str(path)!r} is missing")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"model file {str(path)!r} is corrupt or truncated ({error})"
+        ) from None
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise CheckpointError(
+            f"model file {str(path)!r} does not match its config.json ({first})"
+        ) from None
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> Path:
+    """Atomically write a training state (tensors and plain values only)."""
+    payload = {"format_version": STATE_FORMAT_VERSION, **state}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a training state with ``weights_only=True`` and check its format version."""
+    if not path.is_file():
+        raise CheckpointError(f"training state {str(path)!r} is missing; cannot resume this run")
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or hostile files
+        raise CheckpointError(
+            f"training state {str(path)!r} is corrupt or not a vaekit state ({error})"
+        ) from None
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version != STATE_FORMAT_VERSION:
+        raise CheckpointError(
+            f"training state {str(path)!r} has format version {version!r}; this vaekit reads "
+            f"version {STATE_FORMAT_VERSION}. Start a new run or use the vaekit that wrote it."
+        )
+    return state
