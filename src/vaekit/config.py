@@ -1,5 +1,8 @@
 """Typed, frozen experiment configs: TOML recipes plus ``--set key=value`` overrides.
 
+The defaults are the default experiment (a VAE on the embedded digits), spelled out in
+configs/digits.toml.
+
 Unknown keys and ill-typed values are errors that name the valid choices. Configs are read at
 the edge (cli.py, build.py) and saved with every run as ``config.json``.
 """
@@ -43,7 +46,7 @@ class ModelConfig:
     kind: str = "vae"
     latent_dim: int = 8
     network: Literal["mlp", "conv"] = "mlp"
-    hidden: tuple[int, ...] = (256,)
+    hidden: tuple[int, ...] = (256, 128)
     activation: str = "leaky_relu"
     conv_channels: int = 32
     batch_norm: bool = False
@@ -62,14 +65,15 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and run-time settings of the one training loop."""
 
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine"] = "constant"
+    adam_eps: float = 1e-8
+    schedule: Literal["constant", "cosine", "iwae-stages"] = "cosine"
     min_lr: float = 0.0
-    warmup_epochs: float = 0.0
+    warmup_epochs: float = 5.0
     grad_clip: float | None = None
     eval_batch_size: int = 1000
     seed: int = 0
@@ -83,7 +87,7 @@ class TrainConfig:
 class Config:
     """A whole experiment: data, model and training."""
 
-    name: str = "vae"
+    name: str = "digits-vae"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -74,13 +74,15 @@ def train(
                 "with the saved config (drop --config/--set) or start a new run"
             )
     train_cfg = config.train
-    configure_threads(train_cfg.num_threads)
     set_deterministic(train_cfg.deterministic)
     seed_everything(train_cfg.seed)
     device = choose_device(train_cfg.device)
     dataset = build_dataset(config.data, train_cfg.seed)
     check_data_fits(dataset, config.model)
     model = build_model(config.model, dataset.event_shape)
+    num_params = sum(p.numel() for p in model.parameters())
+    # ~6 FLOPs per parameter per datapoint (forward + backward) for dense layers.
+    configure_threads(train_cfg.num_threads, step_flops=6.0 * num_params * train_cfg.batch_size)
 
     def checkpoint(trainer: Trainer) -> None:
         save_model(run, trainer.model)
@@ -98,6 +100,7 @@ def train(
         batch_size=train_cfg.batch_size,
         lr=train_cfg.lr,
         adam_betas=train_cfg.adam_betas,
+        adam_eps=train_cfg.adam_eps,
         weight_decay=train_cfg.weight_decay,
         schedule=train_cfg.schedule,
         min_lr=train_cfg.min_lr,

@@ -37,10 +37,22 @@ def choose_device(name: str = "auto") -> torch.device:
     return device
 
 
-def configure_threads(num_threads: int | None) -> None:
-    """Set torch's intra-op threads (None leaves torch's default: one per physical core)."""
+# Below this many FLOPs per training step, threading overhead costs more than it gains (a
+# 64-256-128-8 MLP at batch 64 ran 0.8 ms/step on 1 thread, 5.6 ms on 2 with the other core busy).
+SMALL_STEP_FLOPS = 2e8
+
+
+def configure_threads(num_threads: int | None, *, step_flops: float | None = None) -> int:
+    """Set torch's intra-op threads and return the number in use.
+
+    ``None`` chooses: one thread for small steps (``step_flops`` below SMALL_STEP_FLOPS),
+    torch's default (one per core) otherwise.
+    """
+    if num_threads is None and step_flops is not None and step_flops < SMALL_STEP_FLOPS:
+        num_threads = 1
     if num_threads is not None:
         torch.set_num_threads(max(1, num_threads))
+    return torch.get_num_threads()
 
 
 def set_deterministic(enabled: bool) -> None:

@@ -24,6 +24,8 @@ from vaekit.errors import CheckpointError
 RUN_FORMAT = "vaekit-run"
 RUN_FORMAT_VERSION = 1
 STATE_FORMAT_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -46,6 +48,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get normal modes
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

@@ -72,6 +72,7 @@ class Trainer:
         batch_size: int,
         lr: float,
         adam_betas: tuple[float, float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
         weight_decay: float = 0.0,
         schedule: str = "constant",
         min_lr: float = 0.0,
@@ -101,7 +102,9 @@ class Trainer:
         self.warmup_steps = round(warmup_epochs * self.steps_per_epoch)
         self.groups = model.parameter_groups()
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=lr, betas=adam_betas, weight_decay=weight_decay)
+            name: torch.optim.Adam(
+                params, lr=lr, betas=adam_betas, eps=adam_eps, weight_decay=weight_decay
+            )
             for name, params in self.groups.items()
         }
         self.generator = torch.Generator(self.device).manual_seed(seed)
