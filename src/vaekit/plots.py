@@ -1,0 +1,397 @@
+"""Figures from tensors: image grids, reconstructions, latent scatters, curves and manifolds.
+
+Every writer builds a `matplotlib.figure.Figure` rendered by Agg directly (no pyplot, so no
+global figure registry and no backend switch), uses one shared style, creates the parent
+directory, writes the PNG atomically (temporary file, then `os.replace`) and returns the path.
+Images are `[N, C, H, W]` tensors with C = 1 (grey) or 3 (RGB) and values in [0, 1] (clamped).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image
+from torch import Tensor
+
+__all__ = [
+    "image_grid",
+    "save_curves",
+    "save_image_grid",
+    "save_latent_scatter",
+    "save_manifold",
+    "save_reconstructions",
+    "save_rows",
+]
+
+_DPI = 100
+_STYLE: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of rc names
+    "figure.dpi": _DPI,
+    "savefig.dpi": _DPI,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+}
+_MIN_CELL = 48  # px: smallest displayed side of one image in labelled figures
+_MIN_MANIFOLD = 400  # px: smallest side of the decoded manifold grid
+_MARGIN = 240  # px around labelled image axes; cropped again by bbox_inches="tight"
+
+
+def _write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Create the parent folder, let `write` fill a sibling temporary file, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _save_figure(fig: Figure, path: str | Path) -> Path:
+    """Render with Agg and write; the Figure is never registered with pyplot, so nothing leaks."""
+    FigureCanvasAgg(fig)
+    return _write_atomically(
+        path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.1)
+    )
+
+
+def _to_numpy_images(images: Tensor, name: str = "images") -> np.ndarray:
+    """[N, C, H, W] tensor in [0, 1] -> float array [N, H, W, C], clamped, NaN as 0."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty [N, C, H, W] tensor with C = 1 or 3, "
+            f"got shape {tuple(images.shape)}"
+        )
+    array = images.detach().to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0).numpy()
+    return array.transpose(0, 2, 3, 1)
+
+
+def _upscale(images: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of [N, H, W, C] by an integer factor."""
+    return images.repeat(factor, axis=1).repeat(factor, axis=2) if factor > 1 else images
+
+
+def _grid(images: np.ndarray, ncols: int, padding: int, pad_value: float) -> np.ndarray:
+    """[N, H, W, C] floats -> uint8 grid [rows*H + (rows+1)*pad, ...] ([H, W] when C = 1)."""
+    n, h, w, c = images.shape
+    nrows = math.ceil(n / ncols)
+    fill = round(min(max(pad_value, 0.0), 1.0) * 255)
+    grid = np.full(
+        (nrows * h + (nrows + 1) * padding, ncols * w + (ncols + 1) * padding, c), fill, np.uint8
+    )
+    pixels = np.rint(images * 255).astype(np.uint8)
+    for i in range(n):
+        top, left = padding + (i // ncols) * (h + padding), padding + (i % ncols) * (w + padding)
+        grid[top : top + h, left : left + w] = pixels[i]
+    return grid[..., 0] if c == 1 else grid
+
+
+def _columns(n: int, ncols: int | None) -> int:
+    """The number of grid columns: `ncols` (at most n) or ceil(sqrt(n)) when None."""
+    if ncols is not None and ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    return min(ncols or math.ceil(math.sqrt(n)), n)
+
+
+def _centres(cells: Sequence[int], size: int, padding: int) -> list[float]:
+    """Pixel coordinates of the centres of grid cells `cells` (as imshow places pixels)."""
+    return [padding + i * (size + padding) + (size - 1) / 2 for i in cells]
+
+
+def image_grid(
+    images: Tensor, *, ncols: int | None = None, padding: int = 2, pad_value: float = 1.0
+) -> np.ndarray:
+    """Tile `images` [N, C, H, W] row-major into a uint8 array [H', W'] (grey) or [H', W', 3].
+
+    `ncols` defaults to ceil(sqrt(N)); `padding` pixels of `pad_value` (in [0, 1]) separate
+    the cells and frame the grid.
+    """
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    array = _to_numpy_images(images)
+    return _grid(array, _columns(len(array), ncols), padding, pad_value)
+
+
+def _save_image_axes(
+    grid: np.ndarray,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    yticks: tuple[Sequence[float], Sequence[str]] | None = None,
+    xticks: tuple[Sequence[float], Sequence[str]] | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+) -> Path:
+    """Show a uint8 grid pixel for pixel (axes exactly its size) with optional labels."""
+    height, width = grid.shape[:2]
+    fig_w, fig_h = width + 2 * _MARGIN, height + 2 * _MARGIN
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
+        ax = fig.add_axes((_MARGIN / fig_w, _MARGIN / fig_h, width / fig_w, height / fig_h))
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_frame_on(False)
+        ax.set_xticks(*(xticks or ([], [])))
+        ax.set_yticks(*(yticks or ([], [])))
+        ax.tick_params(length=3 if xlabel or ylabel else 0)
+        ax.set_xlabel(xlabel or "")
+        ax.set_ylabel(ylabel or "")
+        ax.set_title(title or "")
+        return _save_figure(fig, path)
+
+
+def save_image_grid(
+    images: Tensor,
+    path: str | Path,
+    *,
+    ncols: int | None = None,
+    title: str | None = None,
+    min_size: int = 256,
+) -> Path:
+    """Write `images` [N, C, H, W] as one PNG grid whose shorter side is >= `min_size` pixels.
+
+    Small images are enlarged by an integer nearest-neighbour factor (pixels stay crisp);
+    without a title the PNG holds exactly the grid pixels.
+    """
+    array = _to_numpy_images(images)
+    n, h, w, _ = array.shape
+    ncols, padding = _columns(n, ncols), 2
+    sides = ((math.ceil(n / ncols), h), (ncols, w))  # (cells, pixels per cell) down and across
+    factor = max(1, *(math.ceil((min_size - (k + 1) * padding) / (k * s)) for k, s in sides))
+    grid = _grid(_upscale(array, factor), ncols, padding, 1.0)
+    if title:
+        return _save_image_axes(grid, path, title=title)
+    return _write_atomically(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
+
+
+def save_rows(
+    rows: Sequence[Tensor],
+    path: str | Path,
+    *,
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Stack rows of images ([n_i, C, H, W] each, e.g. one per Markov-chain step) with labels.
+
+    Rows are left-aligned; a shorter row leaves blank cells. Small images are enlarged so each
+    cell is at least 48 pixels.
+    """
+    if not rows:
+        raise ValueError("save_rows needs at least one row")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"got {len(row_labels)} row_labels for {len(rows)} rows")
+    arrays = [_to_numpy_images(row, f"rows[{i}]") for i, row in enumerate(rows)]
+    if len({a.shape[1:] for a in arrays}) != 1:
+        raise ValueError(f"all rows need one image shape, got {[a.shape[1:] for a in arrays]}")
+    h, w = arrays[0].shape[1:3]
+    factor = max(1, math.ceil(_MIN_CELL / min(h, w)))
+    ncols, padding = max(len(a) for a in arrays), 2
+    blank = np.ones((1, *arrays[0].shape[1:]), np.float32)
+    cells = [np.concatenate([a, *[blank] * (ncols - len(a))]) for a in arrays]
+    grid = _grid(_upscale(np.concatenate(cells), factor), ncols, padding, 1.0)
+    centres = _centres(range(len(rows)), h * factor, padding)
+    yticks = (centres, list(row_labels)) if row_labels is not None else None
+    return _save_image_axes(grid, path, title=title, yticks=yticks)
+
+
+def save_reconstructions(
+    x: Tensor, x_hat: Tensor, path: str | Path, *, max_items: int = 16
+) -> Path:
+    """Write the first `max_items` inputs `x` above their reconstructions `x_hat`, 16 per pair."""
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} differ in shape")
+    n = min(len(x), max_items)
+    rows, labels = [], []
+    for start in range(0, n, 16):
+        stop = min(start + 16, n)
+        rows += [x[start:stop], x_hat[start:stop]]
+        labels += ["input", "reconstruction"]
+    return save_rows(rows, path, row_labels=labels, title="inputs and reconstructions")
+
+
+def _discrete_classes(labels: Tensor) -> list[int] | None:
+    """The sorted class values when `labels` are integers with at most 10 distinct values."""
+    if labels.is_floating_point() or labels.is_complex():
+        return None
+    classes = sorted(int(v) for v in labels.unique())
+    return classes if len(classes) <= 10 else None
+
+
+def save_latent_scatter(
+    z: Tensor, labels: Tensor | None, path: str | Path, *, title: str | None = None
+) -> Path:
+    """Scatter latent codes `z` [N, D], coloured by `labels` [N] when given.
+
+    D = 1 is spread vertically by jitter (one strip per class), D = 2 is drawn as is, D > 2 is
+    projected on its first two principal components. Integer labels with at most 10 values get
+    a legend (tab10); any other labels a colorbar.
+    """
+    if z.ndim != 2 or len(z) == 0:
+        raise ValueError(f"z must be a non-empty [N, D] tensor, got shape {tuple(z.shape)}")
+    if labels is not None and labels.shape != (len(z),):
+        raise ValueError(f"labels must have shape [{len(z)}], got {tuple(labels.shape)}")
+    points = z.detach().to("cpu", torch.float64).numpy()
+    n, d = points.shape
+    rng = np.random.default_rng(0)  # fixed: jitter and drawing order are cosmetic
+    classes = _discrete_classes(labels) if labels is not None else None
+    values = labels.detach().to("cpu", torch.float64).numpy() if labels is not None else None
+    xlabel, ylabel = "z1", "z2"
+    if d == 1:
+        offset = np.searchsorted(classes, values) if classes and values is not None else 0
+        points = np.column_stack([points[:, 0], offset + rng.uniform(-0.3, 0.3, n)])
+        ylabel = "label (jittered)" if classes else "jitter"
+    elif d > 2:
+        if n < 2:
+            raise ValueError("a PCA projection of z needs at least 2 points")
+        centred = points - points.mean(axis=0)
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)  # rows of vt: PCs
+        explained = singular**2 / max(float((singular**2).sum()), 1e-300)
+        points = centred @ vt[:2].T  # [N, 2]
+        xlabel, ylabel = (f"PC{i + 1} ({100 * explained[i]:.0f}% var)" for i in range(2))
+    order = rng.permutation(n)  # no class hides under the last-drawn one
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(6.0, 5.0))
+        ax = fig.add_subplot()
+        colour: Any = "C0"
+        if classes is not None and values is not None:
+            palette = matplotlib.colormaps["tab10"](np.arange(10))  # [10, 4] RGBA
+            # digit k keeps colour Ck in every figure; other class values go by rank
+            digits = min(classes) >= 0 and max(classes) < 10
+            rank = {c: c if digits else i for i, c in enumerate(classes)}
+            colour = palette[[rank[int(v)] for v in values[order]]]
+            handles = [
+                Line2D([], [], ls="", marker="o", color=palette[rank[c]], label=str(c))
+                for c in classes
+            ]
+            ax.legend(handles=handles, title="label", loc="upper left", bbox_to_anchor=(1, 1))
+        elif values is not None:
+            colour = values[order]
+        x, y = points[order].T
+        cmap = "viridis" if classes is None and values is not None else None
+        mappable = ax.scatter(x, y, c=colour, cmap=cmap, s=8, alpha=0.6, linewidths=0)
+        if cmap is not None:
+            fig.colorbar(mappable, ax=ax, label="label", alpha=1.0)
+        if d == 1:
+            ax.set_yticks(range(len(classes)) if classes else [], [str(c) for c in classes or []])
+        else:
+            ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title or f"latent codes (N = {n}, D = {d}{', PCA' if d > 2 else ''})")
+        ax.grid(True)
+        return _save_figure(fig, path)
+
+
+# metric name -> (panel title, y-axis label); other numeric metrics get a plain panel.
+_PANELS = {
+    "loss": ("loss (negative ELBO)", "nats per datapoint"),
+    "recon": ("reconstruction  −E[log p(x|z)]", "nats per datapoint"),
+    "kl": ("KL(q(z|x) ‖ p(z))", "nats per datapoint"),
+    "bits_per_dim": ("bits per dimension", "bits/dim"),
+    "lr": ("learning rate", "lr"),  # log scale when positive
+}
+
+
+def save_curves(records: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Plot epoch rows of metrics (`train/loss`, `val/kl`, `lr`, ...) as one panel per metric.
+
+    Keys `split/name` share the panel `name` (train in blue, val in orange); non-numeric values
+    are ignored; the x axis is `epoch` when present, else the record number.
+    """
+    series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    has_epoch = all(_is_number(record.get("epoch")) for record in records)
+    for index, record in enumerate(records):
+        epoch = record.get("epoch")
+        x = float(epoch) if has_epoch and _is_number(epoch) else float(index + 1)
+        for key, value in record.items():
+            if key in ("epoch", "step") or not _is_number(value):
+                continue
+            split, _, name = key.rpartition("/")
+            xs, ys = series.setdefault(name, {}).setdefault(split, ([], []))
+            xs.append(x)
+            ys.append(float(value))
+    if not series:
+        raise ValueError("save_curves found no numeric metrics in the records")
+    names = [k for k in _PANELS if k in series] + sorted(k for k in series if k not in _PANELS)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    colours = {"train": "C0", "val": "C1"}
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, name in zip(axes, names, strict=False):
+            panel_title, ylabel = _PANELS.get(name, (name, name))
+            for i, (split, (xs, ys)) in enumerate(sorted(series[name].items())):
+                marker = "o" if len(xs) <= 20 else None
+                colour = colours.get(split, f"C{i + 2}")
+                ax.plot(xs, ys, marker=marker, ms=3, color=colour, label=split or name)
+            if name == "lr" and all(y > 0 for _, ys in series[name].values() for y in ys):
+                ax.set_yscale("log")
+            ax.set_title(panel_title)
+            ax.set_xlabel("epoch" if has_epoch else "record")
+            ax.set_ylabel(ylabel)
+            ax.grid(True)
+            if any(series[name]):  # a lone unsplit series such as `lr` needs no legend
+                ax.legend()
+        for ax in axes[len(names) :]:
+            ax.set_visible(False)
+        return _save_figure(fig, path)
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def save_manifold(
+    decode_mean: Callable[[Tensor], Tensor],
+    path: str | Path,
+    *,
+    grid_size: int = 20,
+    latent_range: float = 0.95,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Decode a grid of 2-D latents at standard-normal quantiles and tile the images.
+
+    z1 and z2 run over Normal(0, 1).icdf(linspace(1 - latent_range, latent_range, grid_size))
+    (Kingma & Welling 2014, fig. 4); z2 increases upwards. `decode_mean` maps z [G*G, 2]
+    (row-major from the top-left cell) to images [G*G, C, H, W].
+    """
+    if not 0.5 < latent_range < 1.0 or grid_size < 2:
+        raise ValueError(f"need 0.5 < latent_range < 1 and grid_size >= 2, got {latent_range}")
+    dtype = dtype or torch.get_default_dtype()
+    probs = torch.linspace(1 - latent_range, latent_range, grid_size, dtype=dtype, device=device)
+    quantiles = torch.distributions.Normal(0.0, 1.0).icdf(probs)  # [G]
+    z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")  # top row: largest z2
+    z = torch.stack([z1, z2], dim=-1).reshape(-1, 2)  # [G*G, 2]
+    with torch.no_grad():
+        images = decode_mean(z)
+    if images.ndim != 4 or len(images) != len(z):
+        raise ValueError(f"decode_mean must return [{len(z)}, C, H, W], got {tuple(images.shape)}")
+    array = _to_numpy_images(images)
+    h, w = array.shape[1:3]
+    factor = max(1, math.ceil(_MIN_MANIFOLD / (grid_size * min(h, w))))
+    grid = _grid(_upscale(array, factor), grid_size, 0, 1.0)
+    shown = sorted({round(i * (grid_size - 1) / 4) for i in range(5)})  # <= 5 ticks per axis
+    values = quantiles.detach().cpu().double().numpy()
+    xticks = (_centres(shown, w * factor, 0), [f"{values[i]:.2f}" for i in shown])
+    yticks = (_centres(shown, h * factor, 0), [f"{values[-1 - i]:.2f}" for i in shown])
+    title = f"decoded means over a {grid_size}×{grid_size} grid of Normal quantiles"
+    return _save_image_axes(
+        grid, path, title=title, xticks=xticks, yticks=yticks, xlabel="z1", ylabel="z2"
+    )
