@@ -1,0 +1,183 @@
+"""Datasets: the loader registry and ``load_dataset``, which turns a name into three splits.
+
+Every loader maps ``SourceOptions`` to ``RawData``; ``load_dataset`` then applies the steps all
+datasets share: limiting, carving validation (and, if missing, test) splits, validation,
+binarisation and a content hash that identifies the exact tensors a model saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from vaekit.errors import DataError
+
+from .arrays import load_arrays
+from .base import Binarization, Dataset, RawData, SourceOptions, Split
+from .batches import iterate_batches
+from .binarize import binarize_batch, binarize_splits
+from .digits import load_digits
+from .fetch import fetch
+from .images import load_celeba, load_image_folder
+from .mnist import load_fashion_mnist, load_mnist
+from .splits import carve, held_out_count, take_first
+from .svhn import load_svhn
+from .synthetic import load_ppca, ppca_log_prob, ppca_marginal, ppca_posterior
+from .validate import (
+    MIN_POINTS,
+    check_range_for_likelihood,
+    validate_images,
+    validate_split,
+    value_range_of,
+)
+
+__all__ = [
+    "DATASETS",
+    "Binarization",
+    "Dataset",
+    "Loader",
+    "RawData",
+    "SourceOptions",
+    "Split",
+    "binarize_batch",
+    "check_range_for_likelihood",
+    "dataset_identity",
+    "default_data_root",
+    "fetch",
+    "iterate_batches",
+    "load_dataset",
+    "ppca_log_prob",
+    "ppca_marginal",
+    "ppca_posterior",
+    "validate_images",
+]
+
+Loader = Callable[[SourceOptions], RawData]
+
+DATASETS: dict[str, Loader] = {
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "svhn": load_svhn,
+    "celeba": load_celeba,
+    "image-folder": load_image_folder,
+    "arrays": load_arrays,
+    "ppca": load_ppca,
+}
+
+DATA_ROOT_ENV = "VAEKIT_DATA"
+# Sources without a test split lose this fraction to one, carved with a fixed seed so every
+# run (whatever its seed) is evaluated on the same points.
+CARVED_TEST_FRACTION = 0.1
+CARVED_TEST_SEED = 0
+
+
+def default_data_root() -> Path:
+    """The dataset cache: ``$VAEKIT_DATA`` if set, else ``~/.cache/vaekit/data``."""
+    configured = os.environ.get(DATA_ROOT_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "vaekit" / "data"
+
+
+def load_dataset(
+    name: str,
+    *,
+    options: SourceOptions,
+    val_size: float = 0.1,
+    val_from: Literal["random", "tail"] = "random",
+    binarize: Binarization = "none",
+    limit: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load dataset ``name`` from the registry and prepare train/validation/test splits.
+
+    ``limit`` keeps the first ``limit`` training and test points (for quick runs).
+    ``val_size`` below 1 is a fraction of the training points, otherwise a count; they are held
+    out at random (seeded by ``seed``) or, with ``val_from="tail"``, the last ones as in the
+    IWAE paper (Burda et al. 2016). A missing test split is carved first, with a fixed seed.
+    ``binarize`` is "none", "static" (one seeded draw of all splits) or "dynamic" (train stays
+    grey for per-batch draws, validation and test get one seeded draw); it needs data in [0, 1].
+    Every problem is reported as a ``DataError``.
+    """
+    loader = DATASETS.get(name)
+    if loader is None:
+        raise DataError(
+            f"dataset {name!r} is unknown; choose one of: {', '.join(sorted(DATASETS))}"
+        )
+    raw = loader(options)
+    validate_split(raw.train, source=f"{name} train")
+    if raw.test is not None:
+        validate_split(raw.test, source=f"{name} test")
+    _check_value_range(name, raw)
+    if binarize != "none" and raw.value_range != "unit":
+        raise DataError(
+            f"{name}: binarisation draws pixels with P(1) = x and needs data in [0, 1], but these "
+            "are real-valued; use binarize='none'"
+        )
+
+    train, test = raw.train, raw.test
+    if limit is not None:
+        if limit < MIN_POINTS:
+            raise DataError(f"limit must be at least {MIN_POINTS} points, not {limit}")
+        train = take_first(train, limit)
+        test = take_first(test, limit) if test is not None else None
+    if test is None:
+        count = held_out_count(CARVED_TEST_FRACTION, len(train), what="test")
+        test_generator = torch.Generator().manual_seed(CARVED_TEST_SEED)
+        train, test = carve(train, count, carve_from=val_from, generator=test_generator)
+    count = held_out_count(val_size, len(train), what="validation")
+    val_generator = torch.Generator().manual_seed(seed)
+    train, val = carve(train, count, carve_from=val_from, generator=val_generator)
+
+    train, val, test = binarize_splits(train, val, test, mode=binarize, seed=seed)
+    splits = {"train": train, "val": val, "test": test}
+    return Dataset(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        value_range=raw.value_range,
+        binarize=binarize,
+        identity=dataset_identity(name, binarize, splits, raw.extras),
+        extras=raw.extras,
+    )
+
+
+def dataset_identity(
+    name: str, binarize: Binarization, splits: dict[str, Split], extras: dict[str, Tensor]
+) -> str:
+    """First 16 hex digits of a sha256 over the name, binarisation and every tensor's bytes.
+
+    Two runs share an identity exactly when they saw the same data, whatever file it came from.
+    """
+    digest = hashlib.sha256(f"{name}\0{binarize}".encode())
+    tensors: list[tuple[str, Tensor | None]] = []
+    for split_name, split in splits.items():
+        tensors += [(f"{split_name}.x", split.x), (f"{split_name}.y", split.y)]
+    tensors += sorted(extras.items())
+    for key, tensor in tensors:
+        digest.update(f"\0{key}".encode())
+        if tensor is None:
+            continue
+        digest.update(f":{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().data)  # raw bytes, no copy
+    return digest.hexdigest()[:16]
+
+
+def _check_value_range(name: str, raw: RawData) -> None:
+    if raw.value_range != "unit":
+        return
+    splits = [raw.train.x] + ([raw.test.x] if raw.test is not None else [])
+    if value_range_of(*splits) != "unit":
+        raise DataError(
+            f"{name}: the loader reports values in [0, 1] but the data exceed that range; "
+            "rescale the data to [0, 1]"
+        )

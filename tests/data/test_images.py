@@ -1,0 +1,72 @@
+"""Image folders and CelebA: recursive discovery, centre crop, resize, grey or RGB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaekit.data import SourceOptions, load_dataset
+from vaekit.data.images import load_celeba, load_image_folder
+from vaekit.errors import DataError
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_folder_is_read_recursively_cropped_and_resized(tmp_path: Path) -> None:
+    # 20x10 image: left half black, centre square white, right part black.
+    wide = np.zeros((10, 20, 3), dtype=np.uint8)
+    wide[:, 5:15] = 255
+    write_png(tmp_path / "a.png", wide)
+    write_png(tmp_path / "sub" / "b.png", np.full((12, 12, 3), 128, dtype=np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    raw = load_image_folder(SourceOptions(root=tmp_path, path=tmp_path, image_size=8))
+    assert raw.train.x.shape == (2, 3, 8, 8) and raw.test is None and raw.train.y is None
+    # The central square of the wide image is all white, so the crop keeps only white.
+    assert torch.allclose(raw.train.x[0], torch.ones(3, 8, 8))
+    assert torch.allclose(raw.train.x[1], torch.full((3, 8, 8), 128 / 255))
+
+
+def test_grey_channel_and_test_split_carved(tmp_path: Path) -> None:
+    for i in range(12):
+        write_png(tmp_path / f"{i:02d}.png", np.full((9, 9, 3), 20 * i, dtype=np.uint8))
+    options = SourceOptions(root=tmp_path, path=tmp_path, image_size=4, channels=1)
+    dataset = load_dataset("image-folder", options=options)
+    assert dataset.event_shape == (1, 4, 4)
+    assert len(dataset.train) + len(dataset.val) + len(dataset.test) == 12
+    assert len(dataset.test) >= 2 and dataset.num_classes is None
+
+
+def test_empty_or_broken_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no images"):
+        load_image_folder(SourceOptions(root=tmp_path, path=tmp_path))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"broken\.png"):
+        load_image_folder(SourceOptions(root=tmp_path, path=tmp_path))
+
+
+def test_celeba_crop_and_official_partition(tmp_path: Path) -> None:
+    folder = tmp_path / "celeba" / "img_align_celeba"
+    face = np.zeros((218, 178, 3), dtype=np.uint8)
+    face[39:179, 19:159] = 200  # exactly the central 140x140 crop
+    names = [f"{i:06d}.jpg" for i in range(1, 6)]
+    for name in names:
+        write_png(folder / name.replace(".jpg", ".png"), face)
+    partition = "\n".join(
+        f"{n.replace('.jpg', '.png')} {p}" for n, p in zip(names, [0, 0, 1, 2, 2], strict=True)
+    )
+    (folder.parent / "list_eval_partition.txt").write_text(partition)
+    raw = load_celeba(SourceOptions(root=tmp_path, image_size=16))
+    assert raw.train.x.shape == (3, 3, 16, 16) and raw.test is not None and len(raw.test) == 2
+    assert torch.allclose(raw.train.x, torch.full_like(raw.train.x, 200 / 255))
+
+
+def test_celeba_missing_folder_explains(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="img_align_celeba"):
+        load_celeba(SourceOptions(root=tmp_path))
