@@ -135,3 +135,10 @@ def test_ppca_extras_survive() -> None:
     dataset = load_dataset("ppca", options=SourceOptions(root=Path("."), seed=1))
     assert dataset.value_range == "real" and set(dataset.extras) == {"W", "mu", "sigma"}
     assert len(dataset.train) == 4500 and len(dataset.val) == 500 and len(dataset.test) == 1000
+
+
+def test_val_size_zero_trains_on_everything_and_validates_on_test(tmp_path: Path) -> None:
+    full = load_dataset("digits", options=SourceOptions(root=tmp_path), val_size=0)
+    split = load_dataset("digits", options=SourceOptions(root=tmp_path), val_size=0.1)
+    assert len(full.train) == len(split.train) + len(split.val)
+    assert torch.equal(full.val.x, full.test.x)

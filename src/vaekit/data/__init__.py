@@ -99,8 +99,9 @@ def load_dataset(
     """Load dataset ``name`` from the registry and prepare train/validation/test splits.
 
     ``limit`` keeps the first ``limit`` training and test points (for quick runs).
-    ``val_size`` below 1 is a fraction of the training points, otherwise a count; they are held
-    out at random (seeded by ``seed``) or, with ``val_from="tail"``, the last ones as in the
+    ``val_size`` below 1 is a fraction of the training points, otherwise a count; 0 means no
+    validation split (all training points are trained on and ``val`` is the test split, the
+    protocol of scripts that report test loss per epoch). Held-out points are taken at random (seeded by ``seed``) or, with ``val_from="tail"``, the last ones as in the
     IWAE paper (Burda et al. 2016). A missing test split is carved first, with a fixed seed.
     ``binarize`` is "none", "static" (one seeded draw of all splits) or "dynamic" (train stays
     grey for per-batch draws, validation and test get one seeded draw); it needs data in [0, 1].
@@ -132,11 +133,13 @@ def load_dataset(
         count = held_out_count(CARVED_TEST_FRACTION, len(train), what="test")
         test_generator = torch.Generator().manual_seed(CARVED_TEST_SEED)
         train, test = carve(train, count, carve_from=val_from, generator=test_generator)
-    count = held_out_count(val_size, len(train), what="validation")
-    val_generator = torch.Generator().manual_seed(seed)
-    train, val = carve(train, count, carve_from=val_from, generator=val_generator)
-
-    train, val, test = binarize_splits(train, val, test, mode=binarize, seed=seed)
+    if val_size == 0:
+        train, val, test = binarize_splits(train, test, test, mode=binarize, seed=seed)
+    else:
+        count = held_out_count(val_size, len(train), what="validation")
+        val_generator = torch.Generator().manual_seed(seed)
+        train, val = carve(train, count, carve_from=val_from, generator=val_generator)
+        train, val, test = binarize_splits(train, val, test, mode=binarize, seed=seed)
     splits = {"train": train, "val": val, "test": test}
     return Dataset(
         name=name,
