@@ -101,8 +101,9 @@ def load_dataset(
     ``limit`` keeps the first ``limit`` training and test points (for quick runs).
     ``val_size`` below 1 is a fraction of the training points, otherwise a count; 0 means no
     validation split (all training points are trained on and ``val`` is the test split, the
-    protocol of scripts that report test loss per epoch). Held-out points are taken at random (seeded by ``seed``) or, with ``val_from="tail"``, the last ones as in the
-    IWAE paper (Burda et al. 2016). A missing test split is carved first, with a fixed seed.
+    protocol of scripts that report test loss per epoch). Held-out points are taken at random
+    (seeded by ``seed``) or, with ``val_from="tail"``, the last ones as in the IWAE paper
+    (Burda et al. 2016). A missing test split is carved first, with a fixed seed.
     ``binarize`` is "none", "static" (one seeded draw of all splits) or "dynamic" (train stays
     grey for per-batch draws, validation and test get one seeded draw); it needs data in [0, 1].
     Every problem is reported as a ``DataError``.
