@@ -1,0 +1,51 @@
+"""Shared helpers for the benchmark scripts: machine facts, matmul rate, peak memory."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import time
+
+import torch
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on."""
+    info: dict[str, object] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_1min": os.getloadavg()[0],
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+    return info
+
+
+def sgemm_gflops(
+    m: int = 2048, k: int = 2048, n: int = 2048, *, device: str = "cpu", seconds: float = 2.0
+) -> float:
+    """Measured float32 matmul rate (GFLOP/s) for [m, k] @ [k, n] on ``device``."""
+    a = torch.randn(m, k, device=device)
+    b = torch.randn(k, n, device=device)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device != "cpu":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return 2.0 * m * k * n * count / elapsed / 1e9
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

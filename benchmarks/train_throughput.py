@@ -1,0 +1,157 @@
+"""Training throughput: the canonical pytorch/examples VAE loop vs vaekit's trainer, one run.
+
+Same model (784-400-20 ReLU, sigmoid/BCE, analytic KL), same data (MNIST 60k grey), batch 128,
+Adam 1e-3, same number of epochs; both evaluate the 10k test images after every epoch. Prints
+one JSON object with seconds per epoch, the speed-up, effective GFLOP/s against a matmul rate
+measured in the same run, and peak memory.
+
+    python benchmarks/train_throughput.py --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from benchmarks.common import machine, peak_rss_mib, sgemm_gflops
+from vaekit.build import build_dataset, build_model
+from vaekit.config import load_config
+from vaekit.training.trainer import Trainer
+
+ROOT = Path(__file__).parents[1]
+
+
+class PerItemMNIST(Dataset):
+    """Map-style dataset converting one PIL image per item, as torchvision's MNIST + ToTensor."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = Image.fromarray(self.images[index], mode="L")
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        return pixels.view(1, 28, 28).float().div(255), int(self.labels[index])
+
+
+class ExamplesVAE(nn.Module):
+    """pytorch/examples vae/main.py, verbatim in structure."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.fc1(x.view(-1, 784)))
+        mu, logvar = self.fc21(h1), self.fc22(h1)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def examples_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor):
+    bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def run_canonical(train: Dataset, test: Dataset, epochs: int) -> dict[str, object]:
+    torch.manual_seed(1)
+    model = ExamplesVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_loader = DataLoader(train, batch_size=128, shuffle=True)
+    test_loader = DataLoader(test, batch_size=128, shuffle=False)
+    epoch_seconds, test_losses = [], []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        for x, _ in train_loader:
+            optimizer.zero_grad()
+            recon, mu, logvar = model(x)
+            loss = examples_loss(recon, x, mu, logvar)
+            loss.backward()
+            loss.item()  # the script accumulates train_loss += loss.item() every batch
+            optimizer.step()
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for x, _ in test_loader:
+                recon, mu, logvar = model(x)
+                total += examples_loss(recon, x, mu, logvar).item()
+        epoch_seconds.append(time.perf_counter() - start)
+        test_losses.append(total / len(test))
+    return {"epoch_seconds": epoch_seconds, "test_loss": test_losses}
+
+
+def run_vaekit(epochs: int) -> dict[str, object]:
+    config = load_config(ROOT / "configs" / "pytorch-examples.toml")
+    dataset = build_dataset(config.data, config.train.seed)
+    model = build_model(config.model, dataset.event_shape)
+    marks = [time.perf_counter()]
+    records: list[dict[str, float]] = []
+
+    def mark(record: dict[str, float]) -> None:
+        marks.append(time.perf_counter())
+        records.append(record)
+
+    trainer = Trainer(
+        model, dataset, epochs=epochs, batch_size=128, lr=1e-3, seed=1, progress=False,
+        eval_batch_size=1000, on_epoch_end=mark,
+    )  # fmt: skip
+    trainer.fit()
+    seconds = [b - a for a, b in itertools.pairwise(marks)]
+    return {"epoch_seconds": seconds, "test_loss": [r["val/loss"] for r in records]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--skip-canonical", action="store_true")
+    args = parser.parse_args()
+
+    config = load_config(ROOT / "configs" / "pytorch-examples.toml")
+    dataset = build_dataset(config.data, config.train.seed)
+    to_uint8 = lambda x: (x.squeeze(1) * 255).round().to(torch.uint8).numpy()  # noqa: E731
+    train = PerItemMNIST(to_uint8(dataset.train.x), dataset.train.y.numpy())
+    test = PerItemMNIST(to_uint8(dataset.test.x), dataset.test.y.numpy())
+
+    params = 784 * 400 + 400 * 40 + 20 * 400 + 400 * 784
+    flops_per_epoch = 6.0 * params * len(train)  # forward 2, backward 4 FLOPs per weight
+    result: dict[str, object] = {"benchmark": "train_throughput", "machine": machine()}
+    result["sgemm_gflops"] = sgemm_gflops()
+    result["model_flops_per_epoch_gflop"] = flops_per_epoch / 1e9
+    result["matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / result["sgemm_gflops"]
+    runs = {"vaekit": run_vaekit(args.epochs)}
+    if not args.skip_canonical:
+        runs["canonical"] = run_canonical(train, test, args.epochs)
+    for run in runs.values():
+        steady = run["epoch_seconds"][1:] or run["epoch_seconds"]  # type: ignore[index]
+        per_epoch = float(np.median(steady))
+        run["seconds_per_epoch"] = per_epoch
+        run["effective_gflops"] = flops_per_epoch / 1e9 / per_epoch
+        run["ratio_to_floor"] = per_epoch / result["matmul_floor_seconds_per_epoch"]
+    if "canonical" in runs:
+        result["speedup_vs_canonical"] = (
+            runs["canonical"]["seconds_per_epoch"] / runs["vaekit"]["seconds_per_epoch"]
+        )
+    result["runs"] = runs
+    result["peak_rss_mib"] = peak_rss_mib()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
