@@ -14,7 +14,7 @@ from vaekit.data import DATASETS, default_data_root, load_dataset
 from vaekit.data.base import Dataset, SourceOptions
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
 from vaekit.errors import ConfigError, DataError
-from vaekit.models import CORRUPTIONS, MODELS, Autoencoder, Decoder, Encoder
+from vaekit.models import CORRUPTIONS, MODELS, Autoencoder, Decoder, Encoder, LatentDiscriminator
 from vaekit.nn import ACTIVATIONS, ConvDecoderNet, ConvTrunk, MLPDecoderNet, MLPTrunk
 
 
@@ -101,13 +101,19 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
         "num_particles": cfg.num_particles,
         "analytic_kl": cfg.analytic_kl,
         "corruption": corruption,
+        "adversarial_weight": cfg.adversarial_weight,
     }
     accepted = inspect.signature(cls).parameters
     defaults = ModelConfig()
-    for name in variants:
-        if name not in accepted and getattr(cfg, name) != getattr(defaults, name):
+    for name in [*variants, "discriminator_hidden"]:
+        uses = "discriminator" if name == "discriminator_hidden" else name
+        if uses not in accepted and getattr(cfg, name) != getattr(defaults, name):
             raise ConfigError(f"model.{name} does not apply to model kind {cfg.kind!r}")
     kwargs = {k: v for k, v in variants.items() if k in accepted}
+    if "discriminator" in accepted:  # the AAE's critic of codes, sized like the networks
+        kwargs["discriminator"] = LatentDiscriminator(
+            cfg.latent_dim, cfg.discriminator_hidden, cfg.activation
+        )
     try:
         model: Autoencoder = cls(encoder, Decoder(decoder_net, likelihood), prior, **kwargs)
     except ValueError as error:

@@ -59,6 +59,8 @@ class ModelConfig:
     analytic_kl: bool = True
     corruption: str = "none"
     corruption_level: float = 0.5
+    adversarial_weight: float = 1.0
+    discriminator_hidden: tuple[int, ...] = (256, 256)
 
 
 @dataclass(frozen=True)

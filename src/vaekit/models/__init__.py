@@ -1,5 +1,6 @@
 """Model family: the autoencoder contract and the registry of model kinds."""
 
+from vaekit.models.aae import AAE, LatentDiscriminator
 from vaekit.models.ae import AE
 from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
 from vaekit.models.corruption import CORRUPTIONS, Corruption
@@ -9,9 +10,12 @@ from vaekit.models.vae import VAE
 MODELS: dict[str, tuple[type[Autoencoder], str]] = {
     "ae": (AE, "delta"),
     "vae": (VAE, "gaussian"),
+    "aae": (AAE, "delta"),
+    "aae-gaussian": (AAE, "gaussian"),
 }
 
 __all__ = [
+    "AAE",
     "AE",
     "CORRUPTIONS",
     "MODELS",
@@ -20,5 +24,6 @@ __all__ = [
     "Corruption",
     "Decoder",
     "Encoder",
+    "LatentDiscriminator",
     "Loss",
 ]
