@@ -1,0 +1,151 @@
+"""Transition kernels: one Markov step each, on a state (z, x) of a batch of parallel chains.
+
+- ``EncodeDecodeKernel``: the generative-autoencoder chain of Creswell, Arulkumaran & Bharath
+  (2016): x ~ p(x|z), x̃ ~ C(x̃|x), z ~ q(z|x̃). Its stationary z-distribution is the model's
+  aggregate posterior; with the exact posterior as encoder it is a Gibbs sampler of p(x, z).
+- ``PseudoGibbsKernel``: imputation (Rezende, Mohamed & Wierstra 2014, appendix F):
+  z ~ q(z|x), then the missing pixels from p(x_missing|z); approximate when q is.
+- ``MetropolisWithinGibbsKernel``: imputation (Mattei & Frellsen 2018, MIWAE section 3):
+  q(z|x) is only a proposal, accepted with the Metropolis-Hastings ratio, so the chain targets
+  p(z, x_missing | x_observed) of the model exactly, however imperfect the encoder.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vaekit.distributions.posteriors import Delta
+from vaekit.distributions.sampling import draw
+from vaekit.models.base import Autoencoder
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The state of N parallel chains.
+
+    ``z`` [N, D] is the current latent; ``x`` [N, C, H, W] the image the last step encoded (for
+    imputation: the completed image, observed pixels fixed). ``accepted`` [N] says which chains
+    accepted their last proposal, for kernels with an accept/reject step (else None).
+    """
+
+    z: Tensor
+    x: Tensor
+    accepted: Tensor | None = None
+
+
+def _decode(
+    model: Autoencoder, z: Tensor, decode: str, generator: torch.Generator | None
+) -> Tensor:
+    p = model.decoder(z)
+    return p.mean if decode == "mean" else draw(p, generator=generator)
+
+
+def _check_decode(decode: str) -> str:
+    if decode not in ("mean", "sample"):
+        raise ValueError(f"decode must be 'mean' or 'sample', got {decode!r}")
+    return decode
+
+
+class TransitionKernel(ABC):
+    """One step of a Markov chain driven by a trained autoencoder (no gradients)."""
+
+    def __init__(self, model: Autoencoder):
+        self.model = model
+
+    @abstractmethod
+    def step(self, state: ChainState, *, generator: torch.Generator | None = None) -> ChainState:
+        """The next state of every chain."""
+
+
+class EncodeDecodeKernel(TransitionKernel):
+    """z_t -> x ~ p(x|z_t) (or its mean) -> x̃ ~ C(x̃|x) -> z_{t+1} ~ q(z|x̃).
+
+    Args:
+        decode: "sample" draws x from p(x|z) (the chain of the paper's theory, a Gibbs sampler
+            for an exact encoder); "mean" uses E[x|z] (the usual choice for image figures).
+        corrupt: apply the model's corruption, when it has one, before encoding (the chain of a
+            denoising model, as in the paper).
+    """
+
+    def __init__(self, model: Autoencoder, *, decode: str = "sample", corrupt: bool = True):
+        super().__init__(model)
+        self.decode = _check_decode(decode)
+        self.corrupt = corrupt
+
+    @torch.no_grad()
+    def step(self, state: ChainState, *, generator: torch.Generator | None = None) -> ChainState:
+        x = _decode(self.model, state.z, self.decode, generator)  # [N, C, H, W]
+        x_tilde = self.model.corrupt(x, generator) if self.corrupt else x
+        z = draw(self.model.encoder(x_tilde), generator=generator)  # [N, D]
+        return ChainState(z=z, x=x)
+
+
+class ImputationKernel(TransitionKernel):
+    """A kernel on p(z, x_missing | x_observed): ``missing`` [N, C, H, W] marks unknown pixels.
+
+    The observed pixels of the state's x never change; ``complete`` writes new values into the
+    missing ones only.
+    """
+
+    def __init__(self, model: Autoencoder, missing: Tensor, *, decode: str = "sample"):
+        super().__init__(model)
+        self.missing = missing.bool()
+        self.decode = _check_decode(decode)
+
+    def complete(self, x: Tensor, values: Tensor) -> Tensor:
+        """x with its missing pixels replaced by ``values`` (same shape)."""
+        return torch.where(self.missing, values, x)
+
+
+class PseudoGibbsKernel(ImputationKernel):
+    """z ~ q(z|x), x_missing ~ p(x_missing|z): exact only when q(z|x) = p(z|x)."""
+
+    @torch.no_grad()
+    def step(self, state: ChainState, *, generator: torch.Generator | None = None) -> ChainState:
+        z = draw(self.model.encoder(state.x), generator=generator)
+        x = self.complete(state.x, _decode(self.model, z, self.decode, generator))
+        return ChainState(z=z, x=x)
+
+
+class MetropolisWithinGibbsKernel(ImputationKernel):
+    """Metropolis-within-Gibbs: an independence proposal z' ~ q(z|x_t), then x_missing ~ p(·|z).
+
+    Accept z' with probability min(1, ρ),
+        ρ = p(x_t|z') p(z') q(z_t|x_t) / (p(x_t|z_t) p(z_t) q(z'|x_t)),
+    where x_t is the completed image (Mattei & Frellsen 2018, eq. 9). Pixels are conditionally
+    independent given z, so p(x_t|z) = p(x_obs|z) p(x_missing,t|z) and the z-step leaves
+    p(z | x_obs, x_missing,t) invariant; drawing x_missing from p(x_missing|z) is the exact
+    Gibbs step, so the chain targets p(z, x_missing | x_obs). The encoder must have a density
+    (a Gaussian q, not a Delta). ``decode="mean"`` breaks exactness and exists only for figures.
+    Mixing is fast when p(z|x)/q(z|x) is bounded (a q wider than the posterior: Mengersen &
+    Tweedie 1996); a q narrower than the posterior leaves some chains stuck for long stretches.
+    """
+
+    @torch.no_grad()
+    def step(self, state: ChainState, *, generator: torch.Generator | None = None) -> ChainState:
+        q = self.model.encoder(state.x)
+        if isinstance(q, Delta):
+            raise ValueError("Metropolis-within-Gibbs needs an encoder with a density, not a Delta")
+        proposal = draw(q, generator=generator)  # [N, D]
+        prior = self.model.prior()
+        log_target_new = self.model.decoder(proposal).log_prob(state.x) + prior.log_prob(proposal)
+        log_target_old = self.model.decoder(state.z).log_prob(state.x) + prior.log_prob(state.z)
+        log_ratio = log_target_new - log_target_old + q.log_prob(state.z) - q.log_prob(proposal)
+        u = torch.rand(
+            log_ratio.shape, generator=generator, device=log_ratio.device, dtype=log_ratio.dtype
+        )
+        accepted = torch.log(u) < log_ratio  # [N]; NaN ratios reject
+        z = torch.where(accepted[:, None], proposal, state.z)
+        x = self.complete(state.x, _decode(self.model, z, self.decode, generator))
+        return ChainState(z=z, x=x, accepted=accepted)
+
+
+# name -> kernel class for ``vaekit impute --method``
+IMPUTATION_KERNELS: dict[str, type[ImputationKernel]] = {
+    "pseudo-gibbs": PseudoGibbsKernel,
+    "mwg": MetropolisWithinGibbsKernel,
+}
