@@ -17,9 +17,20 @@ from vaekit import plots
 from vaekit.build import build_dataset, lookup
 from vaekit.config import load_config
 from vaekit.errors import VaekitError
-from vaekit.runs import load_run
+from vaekit.runs import Run, load_run
 from vaekit.runtime import choose_device, new_run_path
-from vaekit.samplers import SAMPLERS, PriorSampler, Sampler
+from vaekit.samplers import (
+    IMPUTATION_KERNELS,
+    MASKS,
+    PATHS,
+    SAMPLERS,
+    MarkovChainSampler,
+    PriorSampler,
+    Sampler,
+    impute,
+    interpolate_images,
+)
+from vaekit.samplers.markov_chain import STARTS
 from vaekit.training.trainer import TrainingDiverged, TrainingInterrupted
 
 Handler = Callable[[argparse.Namespace], int]
@@ -74,14 +85,123 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=_device(args))
     cls = lookup(SAMPLERS, args.sampler, "sampler")
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
+    if cls is MarkovChainSampler:
+        return _sample_chain(args, run, generator)
+    for option in ("steps", "start"):
+        if getattr(args, option) is not None:
+            raise VaekitError(f"--{option} applies to --sampler markov-chain only")
     sampler: Sampler
     if cls is PriorSampler:
         sampler = PriorSampler(run.model, decode=args.decode)
     else:
         dataset = build_dataset(run.config.data, run.config.train.seed)
         sampler = cls(run.model, dataset.train.x, decode=args.decode)
-    images = sampler.sample(args.num_samples, generator=generator).cpu()
+    images = sampler.sample(args.num_samples or 64, generator=generator).cpu()
     out = plots.save_image_grid(images, args.out, title=f"{args.sampler} samples")
+    print(f"wrote {out}")
+    return 0
+
+
+def _parse_steps(text: str) -> list[int]:
+    """``"0,1,5,10"`` -> [0, 1, 5, 10] (sorted, unique, non-negative)."""
+    try:
+        steps = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise VaekitError(f"--steps must be comma-separated integers, got {text!r}") from None
+    if not steps or steps[0] < 0:
+        raise VaekitError(f"--steps needs non-negative integers, got {text!r}")
+    return steps
+
+
+def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator) -> int:
+    """One figure row per recorded step of the encode-decode chain (Creswell et al. 2016)."""
+    steps = _parse_steps(args.steps or "0,1,5,10")
+    start = args.start or "prior"
+    data = None
+    if start == "data":
+        data = build_dataset(run.config.data, run.config.train.seed).train.x
+    sampler = MarkovChainSampler(run.model, data, start=start, decode=args.decode)
+    trajectory = sampler.run(args.num_samples or 10, steps[-1], record=steps, generator=generator)
+    rows = [sampler.decode_latent(trajectory.states[t].z, generator=generator) for t in steps]
+    title = f"Markov chain from {start} ({args.decode} decoding)"
+    out = plots.save_rows(
+        [r.cpu() for r in rows], args.out, row_labels=[f"step {t}" for t in steps], title=title
+    )
+    power = trajectory.diagnostics["latent_power"]
+    assert isinstance(power, list)
+    for t in steps[1:] if steps[0] == 0 else steps:
+        print(f"step {t}: mean ||z||^2 / D = {power[t - 1]:.3f}")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    if args.num_points < 2 or args.chain_steps < 0:
+        raise VaekitError("--num-points must be at least 2 and --chain-steps non-negative")
+    run = load_run(args.run, device=_device(args))
+    dataset = build_dataset(run.config.data, run.config.train.seed)
+    split = getattr(dataset, args.split).x
+    if len(split) < 2 * args.pairs:
+        raise VaekitError(f"the {args.split} split has fewer than {2 * args.pairs} images")
+    x = split[: 2 * args.pairs].to(_device(args))
+    generator = torch.Generator(_device(args)).manual_seed(args.seed)
+    chain_steps = [0] if args.chain_steps == 0 else [0, args.chain_steps]
+    images = {}
+    for k in chain_steps:
+        path = interpolate_images(  # [T, P, D]
+            run.model,
+            x[: args.pairs],
+            x[args.pairs :],
+            method=args.method,
+            num_points=args.num_points,
+            chain_steps=k,
+            generator=generator,
+        )
+        images[k] = run.model.decode_mean(path.flatten(0, 1)).view(*path.shape[:2], *x.shape[1:])
+    rows, labels = [], []
+    for i in range(args.pairs):
+        for k in chain_steps:
+            rows.append(images[k][:, i].cpu())
+            labels.append(f"pair {i + 1}" + (f" +{k} steps" if k else ""))
+    title = f"{args.method} interpolation"
+    if args.chain_steps:
+        title += f", each point refined by {args.chain_steps} chain steps"
+    out = plots.save_rows(rows, args.out, row_labels=labels, title=title)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    run = load_run(args.run, device=_device(args))
+    dataset = build_dataset(run.config.data, run.config.train.seed)
+    x = getattr(dataset, args.split).x[: args.num].to(_device(args))
+    steps = _parse_steps(args.steps)
+    generator = torch.Generator(_device(args)).manual_seed(args.seed)
+    c, h, w = x.shape[1:]
+    missing = MASKS[args.mask](len(x), (c, h, w), torch.Generator().manual_seed(args.seed))
+    missing = missing.to(x.device)
+    try:
+        trajectory = impute(
+            run.model,
+            x,
+            missing,
+            method=args.method,
+            num_steps=steps[-1],
+            record=steps,
+            generator=generator,
+        )
+    except ValueError as error:
+        raise VaekitError(str(error)) from None
+    # Shown: the observed pixels, and the decoder mean at the chain's z in the missing ones.
+    completed = [
+        torch.where(missing, run.model.decode_mean(trajectory.states[t].z), x).cpu() for t in steps
+    ]
+    rows = [x.cpu(), torch.where(missing, 0.5, x).cpu(), *completed]
+    labels = ["original", "observed", *[f"step {t}" for t in steps]]
+    title = f"{args.method} imputation, {args.mask} mask"
+    out = plots.save_rows(rows, args.out, row_labels=labels, title=title)
+    if "acceptance_rate" in trajectory.diagnostics:
+        print(f"acceptance rate: {trajectory.diagnostics['acceptance_rate']:.3f}")
     print(f"wrote {out}")
     return 0
 
@@ -152,10 +272,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sample", cmd_sample, "draw samples from a trained model into a PNG grid")
     with_run(p)
-    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument(
+        "--num-samples", type=int, default=None, help="64 (grid) or 10 per chain row (default)"
+    )
     p.add_argument("--out", default="samples.png")
     p.add_argument("--sampler", default="prior", help=f"one of: {', '.join(SAMPLERS)}")
-    p.add_argument("--decode", choices=["mean", "sample"], default="mean")
+    p.add_argument(
+        "--decode",
+        choices=["mean", "sample"],
+        default="mean",
+        help="images (and, for markov-chain, each chain step) use E[x|z] or a draw of p(x|z)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--steps", help="markov-chain: chain steps to show, one row each (default 0,1,5,10)"
+    )
+    p.add_argument("--start", choices=STARTS, help="markov-chain: where chains start (prior)")
+
+    p = command("interpolate", cmd_interpolate, "latent paths between pairs of images, as a PNG")
+    with_run(p)
+    p.add_argument("--method", choices=sorted(PATHS), default="slerp")
+    p.add_argument("--chain-steps", type=int, default=0, help="refine each point by k steps")
+    p.add_argument("--num-points", type=int, default=10)
+    p.add_argument("--pairs", type=int, default=4)
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--out", default="interpolation.png")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("impute", cmd_impute, "fill in missing pixels with a Markov chain, as a PNG")
+    with_run(p)
+    p.add_argument("--mask", choices=sorted(MASKS), default="center")
+    p.add_argument("--method", choices=sorted(IMPUTATION_KERNELS), default="mwg")
+    p.add_argument("--steps", default="0,1,10,100", help="chain steps to show, one row each")
+    p.add_argument("--num", type=int, default=8)
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--out", default="imputation.png")
     p.add_argument("--seed", type=int, default=0)
 
     p = command("reconstruct", cmd_reconstruct, "inputs above their reconstructions, as a PNG")
@@ -180,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    for name in ("num_samples", "num"):
-        if getattr(args, name, 1) < 1:
+    for name in ("num_samples", "num", "pairs"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
             _err(f"--{name.replace('_', '-')} must be at least 1")
             return 2
     try:
