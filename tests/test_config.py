@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,11 @@ def test_missing_and_malformed_recipe_files(tmp_path: Path) -> None:
     bad.write_text("[model\nlatent_dim = 2")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.stem != "digits"], ids=lambda p: p.stem)
+def test_recipes_spell_out_their_optimisation_protocol(recipe: Path) -> None:
+    """Defaults are the digits experiment: a protocol recipe must not inherit its schedule."""
+    train = tomllib.loads(recipe.read_text()).get("train", {})
+    for key in ("epochs", "batch_size", "lr", "schedule", "warmup_epochs"):
+        assert key in train, f"{recipe.name} must set train.{key}"
