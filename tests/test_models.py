@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -106,12 +107,11 @@ def test_iwae_bound_is_non_decreasing_in_k_and_below_log_px(ppca) -> None:
     for k in (1, 2, 5, 20, 100):
         model.num_particles = k
         draws = [
-            model.loss(x, generator=torch.Generator().manual_seed(s)).metrics
-            for s in range(100)
+            model.loss(x, generator=torch.Generator().manual_seed(s)).metrics for s in range(100)
         ]
         key = "iwae" if k > 1 else "elbo"
         bounds.append(torch.stack([d[key] for d in draws]).mean())
-    assert all(a < b for a, b in zip(bounds, bounds[1:], strict=False)), bounds
+    assert all(a < b for a, b in itertools.pairwise(bounds)), bounds
     assert bounds[-1] < exact
     assert exact - bounds[-1] < 0.25 * (exact - bounds[0])
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tomllib
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from vaekit.errors import ConfigError
 
@@ -83,6 +82,9 @@ class TrainConfig:
     deterministic: bool = False
     num_threads: int | None = None
     compile: bool = False
+    checkpoint_every_steps: int | None = None
+    max_bad_steps: int = 20
+    max_rollbacks: int = 3
 
 
 @dataclass(frozen=True)
