@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 if ! "$PY" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    "$PY" -m pip install --quiet "torch>=2.2"
+    "$PY" -m pip install --quiet "torch>=2.6"
   else
     # A local CPU wheel (pip's find-links) first, then its dependencies from the index;
     # without one, PyTorch's CPU index.

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from vaekit.build import build_dataset, build_model, check_data_fits
 from vaekit.config import Config, config_to_dict
-from vaekit.errors import CheckpointError
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.figures import render_run_figures
 from vaekit.runs import Run, provenance, read_run_config, save_model, write_run_config
 from vaekit.runtime import (
@@ -21,8 +26,12 @@ from vaekit.runtime import (
 )
 from vaekit.training.checkpoint import (
     atomic_write,
+    atomic_write_many,
     load_training_state,
-    save_training_state,
+    read_json,
+    remove_stale_temporaries,
+    state_writer,
+    weights_writer,
     write_json,
 )
 from vaekit.training.trainer import Trainer
@@ -36,6 +45,7 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
             raise CheckpointError(
                 f"cannot resume {str(path)!r}: it has no training_state.pt; train without --resume"
             )
+        remove_stale_temporaries(path)  # left by a writer killed mid-checkpoint
         return run
     if path.exists() and any(path.iterdir()):
         if not overwrite:
@@ -54,6 +64,45 @@ def write_metrics(run: RunDir, history: Sequence[dict[str, float]]) -> None:
     atomic_write(run.metrics, lambda tmp: tmp.write_text(text))
 
 
+def write_checkpoint(
+    run: RunDir, model: nn.Module, state: dict[str, Any], history: Sequence[dict[str, float]]
+) -> None:
+    """Write weights, metrics and training state complete-or-absent (see ``atomic_write_many``).
+
+    training_state.pt is renamed last: it alone is what --resume reads, so a crash at any point
+    leaves the previous resumable checkpoint or the new one, never a mixture.
+    """
+    text = "".join(json.dumps(record) + "\n" for record in history)
+    files = [
+        (run.model, weights_writer(model)),
+        (run.metrics, lambda tmp: tmp.write_text(text)),
+        (run.training_state, state_writer(state)),
+    ]
+    try:
+        atomic_write_many(files)
+    except OSError as error:
+        raise CheckpointError(
+            f"could not write a checkpoint in {str(run.path)!r} ({error}); the previous "
+            f"checkpoint is intact: free space and run vaekit train --resume {run.path}"
+        ) from None
+
+
+def config_sha256(config: Config) -> str:
+    """A hash of the resolved config, recorded with the run and in every training state."""
+    text = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_train_config(config: Config) -> None:
+    """Refuse run-time settings the trainer cannot honour, before any file is written."""
+    train_cfg = config.train
+    every = train_cfg.checkpoint_every_steps
+    if every is not None and every < 1:
+        raise ConfigError(f"train.checkpoint_every_steps must be at least 1, got {every}")
+    if train_cfg.max_bad_steps < 1 or train_cfg.max_rollbacks < 0:
+        raise ConfigError("train.max_bad_steps must be at least 1 and train.max_rollbacks >= 0")
+
+
 def train(
     config: Config,
     out: str | Path,
@@ -65,6 +114,7 @@ def train(
     argv: list[str] | None = None,
 ) -> Run:
     """Train ``config`` into the run directory ``out``; ``resume=True`` continues it exactly."""
+    check_train_config(config)
     run = prepare_run_dir(Path(out), resume=resume, overwrite=overwrite)
     if resume:
         saved, _ = read_run_config(run.path)
@@ -84,10 +134,11 @@ def train(
     # ~6 FLOPs per parameter per datapoint (forward + backward) for dense layers.
     configure_threads(train_cfg.num_threads, step_flops=6.0 * num_params * train_cfg.batch_size)
 
+    config_hash = config_sha256(config)
+
     def checkpoint(trainer: Trainer) -> None:
-        save_model(run, trainer.model)
-        save_training_state(run.training_state, trainer.state_dict())
-        write_metrics(run, trainer.history)
+        state = {**trainer.state_dict(), "config_sha256": config_hash}
+        write_checkpoint(run, trainer.model, state, trainer.history)
 
     def report(record: dict[str, float]) -> None:
         if log is not None:
@@ -109,23 +160,49 @@ def train(
         eval_batch_size=train_cfg.eval_batch_size,
         seed=train_cfg.seed,
         device=device,
+        max_bad_steps=train_cfg.max_bad_steps,
+        max_rollbacks=train_cfg.max_rollbacks,
+        checkpoint_every=train_cfg.checkpoint_every_steps,
         progress=progress,
         on_epoch_end=report,
         on_checkpoint=checkpoint,
     )
     if resume:
-        trainer.load_state_dict(load_training_state(run.training_state))
+        state = load_training_state(run.training_state)
+        if state.get("config_sha256") != config_hash:
+            raise CheckpointError(
+                f"{str(run.training_state)!r} was written by a different config than "
+                f"{str(run.config)!r}; it belongs to another run and cannot be resumed here"
+            )
+        info = read_json(run.provenance, "provenance") if run.provenance.is_file() else {}
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{str(run.provenance)!r} is not a JSON object")
+        if info.get("dataset_identity", dataset.identity) != dataset.identity:
+            raise CheckpointError(
+                f"the data differ from those {str(run.path)!r} was trained on (identity "
+                f"{dataset.identity}, recorded {info['dataset_identity']}); an exact resume "
+                "needs the same data"
+            )
+        trainer.load_state_dict(state)
+        resumed = {"argv": provenance(argv)["argv"], "step": trainer.cursor.step}
+        info["resumes"] = [*info.get("resumes", []), {**resumed, "time": _now()}]
+        write_json(run.provenance, info)
     else:
         write_run_config(run, config, dataset.event_shape)
         info = provenance(argv)
         info.update({"dataset": dataset.name, "dataset_identity": dataset.identity})
-        info.update({"seed": train_cfg.seed, "device": str(device)})
+        info.update({"seed": train_cfg.seed, "deterministic": train_cfg.deterministic})
+        info.update({"device": str(device), "config_sha256": config_hash, "time": _now()})
         write_json(run.provenance, info)
     trainer.fit()
     if not trainer.history or trainer.cursor.epoch == 0:
         save_model(run, trainer.model)
     render_run_figures(trainer.model, dataset, run, trainer.history, seed=train_cfg.seed)
     return Run(run, config, dataset.event_shape, trainer.model)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def format_record(record: dict[str, float], epochs: int) -> str:

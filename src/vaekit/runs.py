@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import safetensors
 import torch
 
 from vaekit.build import build_model
@@ -64,7 +66,7 @@ def read_run_config(path: str | Path) -> tuple[Config, tuple[int, int, int]]:
     try:
         config = config_from_dict(meta["config"])
         c, h, w = (int(v) for v in meta["event_shape"])
-    except (ConfigError, KeyError, TypeError, ValueError) as error:
+    except (ConfigError, KeyError, TypeError, ValueError, OverflowError) as error:
         raise CheckpointError(f"{str(run.config)!r} is invalid: {error}") from None
     return config, (c, h, w)
 
@@ -96,6 +98,8 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
     return {
         "vaekit": __version__,
         "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "argv": list(sys.argv if argv is None else argv),

@@ -57,7 +57,9 @@ def configure_threads(num_threads: int | None, *, step_flops: float | None = Non
 
 def set_deterministic(enabled: bool) -> None:
     """Ask torch for deterministic kernels (bitwise-repeatable runs for one seed)."""
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    # Only on a change: the call imports torch._inductor, seconds of start-up for every run.
+    if torch.are_deterministic_algorithms_enabled() != enabled:
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from vaekit.errors import CheckpointError
 
 RUN_FORMAT = "vaekit-run"
 RUN_FORMAT_VERSION = 1
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+TEMP_SUFFIX = ".tmp"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -37,27 +38,59 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _stage(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``write(tmp)`` to a hidden temporary next to ``path`` and fsync it; return ``tmp``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get normal modes
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Write ``path`` complete-or-absent: ``write(tmp)`` in the same directory, fsync, rename.
 
     On any failure the temporary file is removed and the previous ``path`` (if any) is intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    atomic_write_many([(Path(path), write)])
+    return Path(path)
+
+
+def atomic_write_many(files: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
+    """Write several files as one checkpoint: every file is staged and fsynced before any rename.
+
+    If any write fails (a full disk, a signal), every temporary is removed and no final file
+    has changed. The renames run in order afterwards, so the last file is the commit point: put
+    the file that makes the set resumable last.
+    """
+    staged: list[tuple[Path, Path]] = []
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get normal modes
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for path, write in files:
+            staged.append((_stage(Path(path), write), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-    return path
+    for directory in {path.parent for _, path in staged}:
+        _fsync_dir(directory)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete temporaries left by a writer that was killed mid-write (e.g. SIGKILL, power loss)."""
+    stale = sorted(Path(directory).glob(f".*{TEMP_SUFFIX}"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, value: Any) -> Path:
@@ -71,15 +104,22 @@ def read_json(path: Path, what: str) -> Any:
         raise CheckpointError(f"{what} {str(path)!r} is missing; is this a vaekit run directory?")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, absurd nesting
         raise CheckpointError(f"{what} {str(path)!r} is corrupt ({error})") from None
+
+
+def weights_writer(module: nn.Module) -> Callable[[Path], None]:
+    """A writer (for ``atomic_write``) of ``module``'s state dict as safetensors."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    # One key: safetensors writes metadata from a hash map in random order, and equal weights
+    # should give byte-identical files.
+    metadata = {"format": f"{RUN_FORMAT} {RUN_FORMAT_VERSION}"}
+    return lambda tmp: save_file(tensors, str(tmp), metadata=metadata)
 
 
 def save_weights(path: Path, module: nn.Module) -> Path:
     """Atomically write ``module``'s state dict as safetensors."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    metadata = {"format": RUN_FORMAT, "version": str(RUN_FORMAT_VERSION)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return atomic_write(path, weights_writer(module))
 
 
 def load_weights(path: Path, module: nn.Module) -> None:
@@ -101,10 +141,15 @@ def load_weights(path: Path, module: nn.Module) -> None:
         ) from None
 
 
+def state_writer(state: dict[str, Any]) -> Callable[[Path], None]:
+    """A writer (for ``atomic_write``) of a training state: tensors and plain values only."""
+    payload = {"format_version": STATE_FORMAT_VERSION, **state}
+    return lambda tmp: torch.save(payload, tmp)
+
+
 def save_training_state(path: Path, state: dict[str, Any]) -> Path:
     """Atomically write a training state (tensors and plain values only)."""
-    payload = {"format_version": STATE_FORMAT_VERSION, **state}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, state_writer(state))
 
 
 def load_training_state(path: Path) -> dict[str, Any]:

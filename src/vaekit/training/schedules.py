@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-
 # Burda et al. 2016, sec. 5: 8 stages of 3^(i-1) passes with lr 1e-3 · 10^(-(i-1)/7), i = 1..8.
 IWAE_STAGE_EPOCHS = tuple(3**i for i in range(8))  # 1, 3, ..., 2187: 3,280 epochs in all
 
