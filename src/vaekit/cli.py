@@ -54,6 +54,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else new_run_path("runs", config.name)
     if args.device:
         config = replace(config, train=replace(config.train, device=args.device))
+    if args.deterministic and not config.train.deterministic:
+        if args.resume:
+            raise VaekitError(
+                "--deterministic applies from the start of a run; this run was started without it"
+            )
+        config = replace(config, train=replace(config.train, deterministic=True))
     print(f"run directory: {out}")
     progress = False if args.quiet else None
     log = None if args.quiet else print
@@ -65,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=progress,
             log=log,
-            argv=["vaekit", *sys.argv[1:]],
+            argv=["vaekit", *args.argv],
         )
     except TrainingInterrupted as stop:
         _err(f"{stop}: vaekit train --resume {out}")
@@ -268,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run exactly")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels: bitwise-identical runs for one seed (train.deterministic)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
     p = command("sample", cmd_sample, "draw samples from a trained model into a PNG grid")
@@ -330,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in each run's provenance
     for name in ("num_samples", "num", "pairs"):
         value = getattr(args, name, None)
         if value is not None and value < 1:

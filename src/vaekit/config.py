@@ -193,6 +193,8 @@ def _apply_override(tree: dict[str, Any], override: str) -> None:
 
 def config_from_dict(tree: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
     """A validated Config from nested plain values plus ``section.key=value`` overrides."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"a config is a table of sections, got {type(tree).__name__}")
     tree = json.loads(json.dumps(tree))  # deep copy of plain values
     for override in overrides:
         _apply_override(tree, override)
