@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from vaekit.errors import DataError
 
@@ -117,7 +117,7 @@ def _decode(path: Path, *, mode: str, size: int, crop: int | None) -> np.ndarray
         square = image.crop((left, top, left + side, top + side))
         resized = square.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except Exception as error:  # Pillow: OSError, SyntaxError (broken PNG), bomb errors, ...
         raise DataError(
             f"{path}: cannot read as an image ({error}); remove or replace it"
         ) from error
