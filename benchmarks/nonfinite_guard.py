@@ -53,25 +53,34 @@ def synthetic(event_shape: tuple[int, int, int], num_points: int, device: str) -
     return Dataset("synthetic", split, split, split, "unit", "none", "benchmark")
 
 
-def time_steps(step: Callable[[torch.Tensor], None], batches: list[torch.Tensor], device: str,
-               repeats: int) -> float:  # fmt: skip
-    """Median milliseconds per step over ``repeats`` passes through ``batches``."""
+def time_steps(
+    steps: dict[str, Callable[[torch.Tensor], None]],
+    batches: list[torch.Tensor],
+    device: str,
+    repeats: int,
+) -> dict[str, float]:
+    """Median milliseconds per step of each variant over ``repeats`` passes through ``batches``.
+
+    The variants take turns, block by block, so a change in machine load hits them alike.
+    """
 
     def sync() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    for index in batches[:5]:  # warm-up: optimiser state, allocator, kernels
-        step(index)
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for index in batches:
+    for step in steps.values():
+        for index in batches[:5]:  # warm-up: optimiser state, allocator, kernels
             step(index)
-        sync()
-        times.append((time.perf_counter() - start) / len(batches) * 1e3)
-    return statistics.median(times)
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for index in batches:
+                step(index)
+            sync()
+            times[name].append((time.perf_counter() - start) / len(batches) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def make_trainer(config: ModelConfig, dataset: Dataset, batch: int, device: str) -> Trainer:
@@ -127,26 +136,31 @@ def main() -> None:
     for name, (config, shape, batch) in MODELS.items():
         dataset = synthetic(shape, batch * args.steps, args.device)
         batches = list(torch.arange(batch * args.steps, device=args.device).split(batch))
-        ms: dict[str, float] = {}
+        steps: dict[str, Callable[[torch.Tensor], None]] = {}
         for variant in ("unguarded", "unguarded-fused"):
             trainer = make_trainer(config, dataset, batch, args.device)
-            step = unguarded_step(trainer, fused=variant.endswith("fused"))
-            ms[variant] = time_steps(step, batches, args.device, args.repeats)
+            steps[variant] = unguarded_step(trainer, fused=variant.endswith("fused"))
         masked = trainer_module.MASKABLE_DEVICES
         for variant, devices in (("host-checked", ()), ("device-masked", masked)):
             trainer_module.MASKABLE_DEVICES = devices
             trainer = make_trainer(config, dataset, batch, args.device)
             assert trainer.masked_step == (variant == "device-masked")
-            ms[variant] = time_steps(trainer._step, batches, args.device, args.repeats)
+            steps[variant] = trainer._step
         trainer_module.MASKABLE_DEVICES = masked
         num_metrics = len(trainer.model.loss(dataset.train.x[:2].to(args.device)).metrics)
-        guard = guard_ops_step(args.device, num_metrics)
-        ms["guard_ops_only"] = time_steps(guard, batches, args.device, args.repeats)
+        steps["guard_ops_only"] = guard_ops_step(args.device, num_metrics)
+        ms = time_steps(steps, batches, args.device, args.repeats)
         base = ms["unguarded"]
         result[name] = {
             "batch_size": batch,
             "ms_per_step": {k: round(v, 4) for k, v in ms.items()},
-            "overhead_vs_unguarded": {k: round(v / base - 1, 4) for k, v in ms.items()},
+            "overhead_vs_unguarded": {
+                k: round(ms[k] / base - 1, 4)
+                for k in ("unguarded-fused", "host-checked", "device-masked")
+            },
+            "guard_ops_share_of_device_masked_step": round(
+                ms["guard_ops_only"] / ms["device-masked"], 4
+            ),
         }
     print(json.dumps(result, indent=2))
 
