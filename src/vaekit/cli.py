@@ -43,6 +43,9 @@ def _err(message: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit.experiment import train
     from vaekit.runs import read_run_config
+    from vaekit.training.distributed import env_world
+
+    main_process = env_world().is_main  # under torchrun, rank 0 alone prints
 
     if args.resume:
         if args.config or args.set:
@@ -60,7 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--deterministic applies from the start of a run; this run was started without it"
             )
         config = replace(config, train=replace(config.train, deterministic=True))
-    print(f"run directory: {out}")
+    if main_process:
+        print(f"run directory: {out}")
     progress = False if args.quiet else None
     log = None if args.quiet else print
     try:
@@ -79,7 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         _err(str(error))
         return 3
-    print(f"done: {run.dir.path}")
+    if main_process:
+        print(f"done: {run.dir.path}")
     return 0
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from vaekit.build import build_dataset, build_model, check_data_fits
@@ -34,6 +35,7 @@ from vaekit.training.checkpoint import (
     weights_writer,
     write_json,
 )
+from vaekit.training.distributed import World, process_group
 from vaekit.training.trainer import Trainer
 
 
@@ -113,9 +115,43 @@ def train(
     log: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
 ) -> Run:
-    """Train ``config`` into the run directory ``out``; ``resume=True`` continues it exactly."""
+    """Train ``config`` into the run directory ``out``; ``resume=True`` continues it exactly.
+
+    Under torchrun (or in an initialised process group) every process calls this with the same
+    arguments; rank 0 alone writes the run directory (see docs/distributed.md).
+    """
     check_train_config(config)
-    run = prepare_run_dir(Path(out), resume=resume, overwrite=overwrite)
+    device = choose_device(config.train.device)
+    with process_group(device) as world:
+        device = world.device(device)
+        return _train(
+            config,
+            Path(out),
+            world,
+            device,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+            argv=argv,
+        )
+
+
+def _train(
+    config: Config,
+    out: Path,
+    world: World,
+    device: torch.device,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool | None,
+    log: Callable[[str], None] | None,
+    argv: list[str] | None,
+) -> Run:
+    out = world.broadcast_object(out)  # default names carry a time stamp: use rank 0's
+    world.run_on_main(lambda: prepare_run_dir(out, resume=resume, overwrite=overwrite))
+    run = RunDir(out)
     if resume:
         saved, _ = read_run_config(run.path)
         if config_to_dict(saved) != config_to_dict(config):
@@ -126,7 +162,6 @@ def train(
     train_cfg = config.train
     set_deterministic(train_cfg.deterministic)
     seed_everything(train_cfg.seed)
-    device = choose_device(train_cfg.device)
     dataset = build_dataset(config.data, train_cfg.seed)
     check_data_fits(dataset, config.model)
     model = build_model(config.model, dataset.event_shape)
@@ -137,11 +172,11 @@ def train(
     config_hash = config_sha256(config)
 
     def checkpoint(trainer: Trainer) -> None:
-        state = {**trainer.state_dict(), "config_sha256": config_hash}
-        write_checkpoint(run, trainer.model, state, trainer.history)
+        state = {**trainer.state_dict(), "config_sha256": config_hash}  # collective
+        world.run_on_main(lambda: write_checkpoint(run, trainer.model, state, trainer.history))
 
     def report(record: dict[str, float]) -> None:
-        if log is not None:
+        if log is not None and world.is_main:
             log(format_record(record, config.train.epochs))
 
     trainer = Trainer(
@@ -166,6 +201,7 @@ def train(
         progress=progress,
         on_epoch_end=report,
         on_checkpoint=checkpoint,
+        world=world,
     )
     if resume:
         state = load_training_state(run.training_state)
@@ -186,18 +222,23 @@ def train(
         trainer.load_state_dict(state)
         resumed = {"argv": provenance(argv)["argv"], "step": trainer.cursor.step}
         info["resumes"] = [*info.get("resumes", []), {**resumed, "time": _now()}]
-        write_json(run.provenance, info)
+        world.run_on_main(lambda: write_json(run.provenance, info))
     else:
-        write_run_config(run, config, dataset.event_shape)
         info = provenance(argv)
         info.update({"dataset": dataset.name, "dataset_identity": dataset.identity})
         info.update({"seed": train_cfg.seed, "deterministic": train_cfg.deterministic})
         info.update({"device": str(device), "config_sha256": config_hash, "time": _now()})
-        write_json(run.provenance, info)
+        info["world_size"] = world.size
+        world.run_on_main(lambda: write_run_config(run, config, dataset.event_shape))
+        world.run_on_main(lambda: write_json(run.provenance, info))
     trainer.fit()
     if not trainer.history or trainer.cursor.epoch == 0:
-        save_model(run, trainer.model)
-    render_run_figures(trainer.model, dataset, run, trainer.history, seed=train_cfg.seed)
+        world.run_on_main(lambda: save_model(run, trainer.model))
+    world.run_on_main(
+        lambda: render_run_figures(
+            trainer.model, dataset, run, trainer.history, seed=train_cfg.seed
+        )
+    )
     return Run(run, config, dataset.event_shape, trainer.model)
 
 

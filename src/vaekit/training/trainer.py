@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from vaekit.data.base import Dataset, Split
 from vaekit.errors import CheckpointError
 from vaekit.models.base import Autoencoder
+from vaekit.training.distributed import World, current_world
 from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, all_finite, clone_tree
 from vaekit.training.schedules import kl_weight, learning_rate
 
@@ -68,6 +69,12 @@ class Trainer:
     ``on_checkpoint(trainer)`` is called whenever a resumable state should be saved (end of each
     epoch, every ``checkpoint_every`` steps if set, on interruption), always with finite
     parameters; ``on_epoch_end(record)`` receives each epoch's metrics row.
+
+    In a distributed run (``world`` of several processes, by default the initialised process
+    group, see ``distributed.py``) every rank constructs the same Trainer: ``batch_size`` is per
+    process, each step's global batch of ``batch_size × world.size`` is split over the ranks,
+    gradients and metrics are summed over ranks, and a stop request takes effect on every rank
+    at the same step. ``fit``, ``evaluate`` and ``state_dict`` are then collective calls.
     """
 
     def __init__(
@@ -94,7 +101,9 @@ class Trainer:
         progress: bool | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[Trainer], None] | None = None,
+        world: World | None = None,
     ):
+        self.world = current_world() if world is None else world
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.dataset = dataset
@@ -105,13 +114,20 @@ class Trainer:
             raise ValueError("max_bad_steps and checkpoint_every must be >= 1, max_rollbacks >= 0")
         self.max_bad_steps, self.max_rollbacks = max_bad_steps, max_rollbacks
         self.checkpoint_every = checkpoint_every
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = progress and self.world.is_main
         self.on_epoch_end, self.on_checkpoint = on_epoch_end, on_checkpoint
         self.train_x = dataset.train.x.to(self.device)
-        self.steps_per_epoch = math.ceil(len(dataset.train) / batch_size)
+        if len(dataset.val) < self.world.size:  # evaluate() gives every rank a slice
+            raise ValueError(
+                f"cannot split {len(dataset.val)} validation points over {self.world.size} ranks"
+            )
+        self.global_batch_size = batch_size * self.world.size
+        self.steps_per_epoch = math.ceil(len(dataset.train) / self.global_batch_size)
         self.total_steps = self.steps_per_epoch * epochs
         self.warmup_steps = round(warmup_epochs * self.steps_per_epoch)
         self.groups = model.parameter_groups()
+        self.world.broadcast_([*self.model.parameters(), *self.model.buffers()])  # same start
         self.masked_step = all(
             p.is_floating_point() and p.device.type in MASKABLE_DEVICES
             for params in self.groups.values()
@@ -128,7 +144,7 @@ class Trainer:
             )
             for name, params in self.groups.items()
         }
-        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.world.seed(seed))
         self.numpy_rng = np.random.default_rng(seed)
         self.cursor = Cursor()
         self.history: list[dict[str, float]] = []
@@ -146,8 +162,10 @@ class Trainer:
 
         Tensors and plain values only (it loads with ``torch.load(weights_only=True)``). The
         optimiser entries share storage with the live optimisers: save them or ``clone_tree``.
+        A distributed run records its ``world_size`` and, under ``ranks``, every rank's own metric
+        sums and RNG states (so this is a collective call there); the rest is the same on all.
         """
-        return {
+        state: dict[str, Any] = {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "cursor": vars(self.cursor).copy(),
@@ -163,13 +181,30 @@ class Trainer:
                 "numpy": self.numpy_rng.bit_generator.state,
                 "python": random.getstate(),
             },
+            "world_size": self.world.size,
         }
+        if self.world.size > 1:
+            own = {"sums": {k: v.cpu() for k, v in state["sums"].items()}}
+            own.update({k: state[k] for k in ("count", "rng")})
+            state["ranks"] = self.world.all_gather_object(own)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state written by ``state_dict`` (exact resume).
 
-        A state written for another architecture or parameter grouping raises CheckpointError.
+        A state written for another architecture or parameter grouping, or by a different number
+        of processes (which would change the global batch and the data order), raises
+        CheckpointError.
         """
+        world_size = state.get("world_size", 1) if isinstance(state, dict) else 1
+        if world_size != self.world.size:
+            raise CheckpointError(
+                f"the training state was written by {world_size} process(es) and this run has "
+                f"{self.world.size}: resuming with another number of processes would change the "
+                f"global batch (batch_size × processes) and the data order. Resume with "
+                f"{world_size} process(es) in all (torchrun --nnodes × --nproc_per_node)."
+            )
+        own = state["ranks"][self.world.rank] if self.world.size > 1 else state
         try:
             if set(state["optimizers"]) != set(self.optimizers):
                 raise ValueError(
@@ -181,11 +216,11 @@ class Trainer:
                 opt.load_state_dict(state["optimizers"][name])
             self.cursor = Cursor(**state["cursor"])
             self.history = list(state["history"])
-            self._sums = {k: v.to(self.device) for k, v in state["sums"].items()}
-            self._count.fill_(int(state["count"]))
+            self._sums = {k: v.to(self.device) for k, v in own["sums"].items()}
+            self._count.fill_(int(own["count"]))
             self.guard.load_state_dict(state["guard"])
             self.lr_scale, self.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
-            rng = state["rng"]
+            rng = own["rng"]
             self.generator.set_state(rng["generator"])
             torch.set_rng_state(rng["torch"])
             self.numpy_rng.bit_generator.state = rng["numpy"]
@@ -210,13 +245,13 @@ class Trainer:
                 record = self._end_epoch()
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(record)
-                if self._stop_signal is not None:  # _end_epoch has just checkpointed
-                    raise TrainingInterrupted(self._stop_signal)
+                if (signum := self._agreed_stop(now=True)) is not None:
+                    raise TrainingInterrupted(signum)  # _end_epoch has just checkpointed
         return self.history
 
     def _train_epoch(self) -> None:
         order = epoch_permutation(len(self.dataset.train), self.seed, self.cursor.epoch)
-        batches = order.to(self.device).split(self.batch_size)
+        batches = order.to(self.device).split(self.global_batch_size)
         bar = tqdm(
             total=len(batches),
             initial=self.cursor.batch,
@@ -230,9 +265,9 @@ class Trainer:
                 self.cursor.batch += 1
                 self.cursor.step += 1
                 bar.update()
-                if self._stop_signal is not None:
+                if (signum := self._agreed_stop(now=False)) is not None:
                     self._checkpoint()
-                    raise TrainingInterrupted(self._stop_signal)
+                    raise TrainingInterrupted(signum)
                 if self.cursor.batch == len(batches):
                     continue  # _end_epoch checks and checkpoints
                 if self.cursor.step % self.max_bad_steps == 0:
@@ -240,11 +275,14 @@ class Trainer:
                 if self.checkpoint_every and self.cursor.step % self.checkpoint_every == 0:
                     self._checkpoint()
 
-    def _step(self, index: Tensor) -> None:
+    def _step(self, global_index: Tensor) -> None:
         """One update of every parameter group; a non-finite step changes nothing but counters."""
         if not self.model.training:  # train() walks every module: only after an evaluation
             self.model.train()
-        x = self.train_x[index]
+        index = self.world.shard(global_index)
+        share = len(index) / len(global_index)  # of the global-batch mean; 1 in one process
+        # An empty slice (a last batch smaller than the world) computes one datapoint, weighted 0.
+        x = self.train_x[index if len(index) else global_index[:1]]
         if self.dataset.binarize == "dynamic":
             x = torch.bernoulli(x, generator=self.generator)  # fresh pixels every epoch
         lr = self.lr_scale * learning_rate(
@@ -263,7 +301,10 @@ class Trainer:
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         for i, name in enumerate(names):
             objective, params = loss.objectives[name], self.groups[name]
+            if share != 1:
+                objective = objective * share
             objective.backward(inputs=params, retain_graph=i < len(names) - 1)
+            objective = self.world.all_reduce_gradients(params, objective)  # summed over ranks
             if self.grad_clip is None:  # the norm is only the finiteness probe: no rescaling
                 grads = [p.grad for p in params if p.grad is not None]
                 norm = torch.nn.utils.get_total_norm(grads)
@@ -280,7 +321,7 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.step()
-        batch = x.shape[0]
+        batch = len(index)
         for key, value in loss.metrics.items():
             # where, not a product with the flag: NaN * 0 is NaN; a skipped step adds nothing.
             self._sums[key] = self._sums.get(key, 0) + torch.where(finite, value, 0.0) * batch
@@ -295,6 +336,8 @@ class Trainer:
 
     def _verify(self) -> None:
         """Act on the counters, then make sure no parameter or moment is NaN or infinite."""
+        # BatchNorm statistics differ by rank; use rank 0's, as DDP's broadcast_buffers does.
+        self.world.broadcast_(list(self.model.buffers()))
         self._check_guard()
         tensors = list(self.model.state_dict().values())
         for opt in self.optimizers.values():
@@ -324,6 +367,7 @@ class Trainer:
 
     def _end_epoch(self) -> dict[str, float]:
         self._verify()  # no metrics or checkpoint of non-finite parameters
+        self.world.sum_([*self._sums.values(), self._count])  # over ranks; reset below
         count = max(int(self._count), 1)
         record: dict[str, float] = {"epoch": float(self.cursor.epoch + 1)}
         record.update({f"train/{k}": float(v) / count for k, v in self._sums.items()})
@@ -345,14 +389,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, float]:
-        """Mean per-datapoint metrics (nats) over a split, with a fixed noise seed."""
+        """Mean per-datapoint metrics (nats) over a split, with a fixed noise seed.
+
+        Distributed, each rank scores a slice of the split and the sums are all-reduced.
+        """
         self.model.eval()
-        generator = torch.Generator(self.device).manual_seed(self.seed + 1)
+        generator = torch.Generator(self.device).manual_seed(self.world.seed(self.seed + 1))
         sums: dict[str, Tensor] = {}
-        for x in split.x.split(self.eval_batch_size):
+        for x in self.world.shard(split.x).split(self.eval_batch_size):
             metrics = self.model.loss(x.to(self.device), generator=generator).metrics
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0) + value * x.shape[0]
+        self.world.sum_(list(sums.values()))
         out = {k: float(v) / len(split) for k, v in sums.items()}
         num_dims = math.prod(self.dataset.event_shape)
         nll = -out["elbo"] if "elbo" in out else out["recon"]
@@ -365,6 +413,22 @@ class Trainer:
         self._good = self._snapshot()
         if self.on_checkpoint is not None:
             self.on_checkpoint(self)
+
+    def _agreed_stop(self, *, now: bool) -> int | None:
+        """The signal to stop on at this step, the same on every rank (None: go on).
+
+        In one process, as soon as a signal came. Distributed, the ranks compare their flags (a
+        max all-reduce) every ``max_bad_steps`` steps, when the guard looks too, or ``now``: a
+        signal that reached only some ranks, or them at different steps, stops all at one step.
+        """
+        if self.world.size == 1:
+            return self._stop_signal
+        if not now and self.cursor.step % self.max_bad_steps != 0:
+            return None
+        agreed = self.world.max(self._stop_signal or 0)
+        if agreed and self._stop_signal is None:
+            self._stop_signal = agreed
+        return agreed or None
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
