@@ -83,8 +83,9 @@ class MarkovChainSampler(Sampler):
         """z_0 for ``num_chains`` chains, with x the data encoded or the decoder mean at z_0."""
         if self.start == "data":
             assert self.data is not None
-            index = torch.randint(len(self.data), (num_chains,), generator=generator)
-            x = self.data[index].to(self.device)
+            where = generator.device if generator is not None else self.device
+            index = torch.randint(len(self.data), (num_chains,), generator=generator, device=where)
+            x = self.data[index.to(self.data.device)].to(self.device)
             return ChainState(z=draw(self.model.encoder(x), generator=generator), x=x)
         z = draw(self.model.prior(), (num_chains,), generator=generator)  # [N, D]
         if self.start == "wide":
