@@ -241,6 +241,30 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaekit.evaluation import evaluate_run, format_table
+    from vaekit.runtime import configure_threads
+
+    configure_threads(args.threads)
+    metrics = [name.strip() for name in args.metrics.split(",")] if args.metrics else None
+    report = evaluate_run(
+        args.run,
+        metrics=metrics,
+        split=args.split,
+        num_importance_samples=args.num_importance_samples,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=_device(args),
+        out=args.out,
+        log=lambda line: print(line, file=sys.stderr),
+        argv=["vaekit", *sys.argv[1:]],
+    )
+    print(format_table(report))
+    print(f"wrote {args.out or Path(args.run) / 'evaluation.json'}")
+    return 0
+
+
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     from vaekit.data import default_data_root, fetch
 
@@ -334,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("plot", cmd_plot, "re-draw a run's figures from its files")
     with_run(p)
     p.add_argument("--seed", type=int, default=0)
+
+    p = command("evaluate", cmd_evaluate, "score a run; print a table, write evaluation.json")
+    with_run(p)
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--metrics", help="comma-separated metric names (default: all; see docs)")
+    p.add_argument("--num-importance-samples", type=int, default=5000, metavar="K")
+    p.add_argument("--num-samples", type=int, default=10_000, help="samples for FID and Parzen")
+    p.add_argument("--batch-size", type=int, default=100, help="datapoints per importance batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="report path (default: RUN/evaluation.json)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
 
     data = sub.add_parser("data", help="manage datasets", description="manage datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -1,1 +1,57 @@
-"""Evaluation package."""
+"""Evaluation: likelihoods, latent-space metrics, sample quality; a registry and a runner."""
+
+from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
+from vaekit.evaluation.evaluator import (
+    METRICS,
+    evaluate_run,
+    extractor_loader,
+    format_table,
+    run_metrics,
+)
+from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, train_extractor
+from vaekit.evaluation.latent import (
+    active_units,
+    gaussian_fit_kl,
+    mmd_permutation_test,
+    per_unit_kl,
+    probe_accuracies,
+)
+from vaekit.evaluation.likelihood import elbo_terms, log_likelihood
+from vaekit.evaluation.parzen import parzen, parzen_log_likelihood
+from vaekit.evaluation.sample_quality import (
+    feature_scores,
+    fid,
+    frechet_distance,
+    kid,
+    precision_recall,
+    sample_quality,
+)
+
+__all__ = [
+    "METRICS",
+    "EvaluationContext",
+    "ExtractorCache",
+    "FeatureExtractor",
+    "MetricResult",
+    "NotApplicable",
+    "active_units",
+    "elbo_terms",
+    "evaluate_run",
+    "extractor_loader",
+    "feature_scores",
+    "fid",
+    "format_table",
+    "frechet_distance",
+    "gaussian_fit_kl",
+    "kid",
+    "log_likelihood",
+    "mmd_permutation_test",
+    "parzen",
+    "parzen_log_likelihood",
+    "per_unit_kl",
+    "precision_recall",
+    "probe_accuracies",
+    "run_metrics",
+    "sample_quality",
+    "train_extractor",
+]

@@ -1,0 +1,211 @@
+"""The metric registry and the runner: evaluate a run, write evaluation.json, format a table.
+
+A metric is a plain function ``EvaluationContext -> dict``; one that does not apply to a model
+(log p(x) of a plain autoencoder) or to a dataset (probes without labels) raises NotApplicable
+and is reported as such. The runner records each metric's wall time and the provenance needed
+to compare the numbers with published ones (dataset, split, binarisation and its seed, K, number
+of samples, feature extractor, versions).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.build import build_dataset
+from vaekit.config import DataConfig
+from vaekit.data import default_data_root
+from vaekit.data.base import Dataset
+from vaekit.errors import ConfigError
+from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
+from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, describe, extractor_spec
+from vaekit.evaluation.latent import active_units_metric, aggregate_posterior_metric, probes_metric
+from vaekit.evaluation.likelihood import (
+    DEFAULT_NUM_IMPORTANCE_SAMPLES,
+    elbo_metric,
+    log_likelihood_metric,
+)
+from vaekit.evaluation.parzen import parzen_metric
+from vaekit.evaluation.sample_quality import sample_quality_metric
+from vaekit.runs import load_run, provenance
+from vaekit.training.checkpoint import write_json
+
+Metric = Callable[[EvaluationContext], MetricResult]
+
+METRICS: dict[str, Metric] = {
+    "elbo": elbo_metric,
+    "log-likelihood": log_likelihood_metric,
+    "active-units": active_units_metric,
+    "aggregate-posterior": aggregate_posterior_metric,
+    "probes": probes_metric,
+    "sample-quality": sample_quality_metric,
+    "parzen": parzen_metric,
+}
+
+SPLITS = ("train", "val", "test")
+EVALUATION_FORMAT = "vaekit-evaluation"
+EVALUATION_FORMAT_VERSION = 1
+EXTRACTOR_DIR = "feature-extractors"
+
+
+def check_metric_names(names: Sequence[str]) -> list[str]:
+    """The names, in order, or a ConfigError listing the valid ones."""
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ConfigError(
+            f"unknown metric {', '.join(map(repr, unknown))}; choose from: {', '.join(METRICS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def run_metrics(
+    ctx: EvaluationContext,
+    names: Sequence[str],
+    *,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, MetricResult]:
+    """Run the named metrics on ``ctx``; each result gets its wall time in ``seconds``."""
+    results: dict[str, MetricResult] = {}
+    for name in check_metric_names(names):
+        start = time.perf_counter()
+        try:
+            result = METRICS[name](ctx)
+        except NotApplicable as reason:
+            result = {"status": "not applicable", "reason": str(reason)}
+        result["seconds"] = round(time.perf_counter() - start, 3)
+        results[name] = result
+        if log is not None:
+            log(f"{name}: {result['seconds']:.1f} s")
+    return results
+
+
+def extractor_data_config(data: DataConfig) -> DataConfig:
+    """The data an extractor is trained on: the run's source without binarisation, with a fixed
+    10 % random validation carve, so every run on one dataset shares one extractor."""
+    return replace(data, binarize="none", val_size=0.1, val_from="random")
+
+
+def extractor_loader(data: DataConfig) -> Callable[[], FeatureExtractor]:
+    """A function returning the cached (or newly trained) extractor for the run's dataset."""
+
+    def load() -> FeatureExtractor:
+        dataset = build_dataset(extractor_data_config(data), 0)
+        if dataset.num_classes is None:
+            raise NotApplicable(f"dataset {dataset.name!r} has no labels to train an extractor")
+        spec = extractor_spec(dataset.event_shape, dataset.num_classes)
+        root = (Path(data.root) if data.root else default_data_root()) / EXTRACTOR_DIR
+        return ExtractorCache(root).get(dataset, spec)
+
+    return load
+
+
+def _grey_targets(likelihood: str, dataset: Dataset, split: str) -> bool:
+    x = getattr(dataset, split).x
+    return likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all())
+
+
+def evaluate_run(
+    path: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    split: str = "test",
+    num_importance_samples: int = DEFAULT_NUM_IMPORTANCE_SAMPLES,
+    num_samples: int = 10_000,
+    batch_size: int = 100,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    out: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the run at ``path`` and write ``evaluation.json`` (or ``out``) atomically.
+
+    ``metrics=None`` runs every metric in METRICS. Returns the written report.
+    """
+    names = check_metric_names(list(METRICS) if metrics is None else metrics)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    for name, value in (("num_importance_samples", num_importance_samples),
+                        ("num_samples", num_samples), ("batch_size", batch_size)):  # fmt: skip
+        if value < 1:
+            raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+    started = time.perf_counter()
+    run = load_run(path, device=device)
+    data, run_seed = run.config.data, run.config.train.seed
+    dataset = build_dataset(data, run_seed)
+    ctx = EvaluationContext(
+        model=run.model,
+        dataset=dataset,
+        split=split,
+        num_importance_samples=num_importance_samples,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        seed=seed,
+        grey_targets=_grey_targets(run.config.model.likelihood, dataset, split),
+        load_grey=lambda: build_dataset(replace(data, binarize="none"), run_seed),
+        load_extractor=extractor_loader(data),
+    )
+    results = run_metrics(ctx, names, log=log)
+    info = provenance(argv)
+    info.update(
+        {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "run": str(Path(path)),
+            "dataset": dataset.name,
+            "dataset_identity": dataset.identity,
+            "split": split,
+            "num_points": len(ctx.data),
+            "binarize": dataset.binarize,
+            # binarize_splits draws the validation and test pixels with the run's seed.
+            "binarization_seed": run_seed if dataset.binarize != "none" else None,
+            "num_importance_samples": num_importance_samples,
+            "num_samples": num_samples,
+            "seed": seed,
+            "device": str(ctx.device),
+            "torch_threads": torch.get_num_threads(),
+            "feature_extractor": describe(extractor)
+            if (extractor := ctx.loaded_extractor())
+            else None,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    report = {
+        "format": EVALUATION_FORMAT,
+        "version": EVALUATION_FORMAT_VERSION,
+        "provenance": info,
+        "metrics": results,
+    }
+    write_json(Path(out) if out else run.dir.path / "evaluation.json", report)
+    return report
+
+
+def _rows(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int):
+        return [(prefix, str(value))]
+    if isinstance(value, float):
+        return [(prefix, f"{value:.6g}")]
+    if isinstance(value, str):
+        return [(prefix, value)]
+    if isinstance(value, dict) and not prefix.endswith("validation_by_bandwidth"):
+        return [row for key, item in value.items() for row in _rows(f"{prefix}.{key}", item)]
+    return []  # per-unit lists and bandwidth tables stay in the JSON
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report's scalar values as an aligned text table, one row per quantity."""
+    lines = []
+    for name, result in report["metrics"].items():
+        for key, value in result.items():
+            if key != "seconds":
+                lines += [(name, quantity, text) for quantity, text in _rows(key, value)]
+        lines.append((name, "seconds", f"{result['seconds']:.1f}"))
+    widths = [max(len(row[i]) for row in lines) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in lines)

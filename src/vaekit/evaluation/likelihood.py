@@ -1,0 +1,165 @@
+"""Likelihood metrics: the ELBO split into reconstruction and KL, and importance-sampled log p(x).
+
+Both go through the model's own ``encoder`` (q(z|x)), ``decoder`` (p(x|z)) and ``prior`` (p(z)),
+so they score exactly the densities the model was trained with. Units: nats per datapoint
+(summed over pixels) and bits per dimension.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+
+from vaekit.distributions.sampling import draw
+from vaekit.evaluation.context import EvaluationContext, MetricResult
+from vaekit.models.base import Autoencoder
+
+# Burda, Grosse & Salakhutdinov 2016 evaluate every model with K = 5000.
+DEFAULT_NUM_IMPORTANCE_SAMPLES = 5000
+# Rows (importance samples x datapoints) per decoder call: enough for an efficient matmul, few
+# enough that the likelihood's [rows, C·H·W] temporaries (3 MiB each on MNIST) stay cache-sized
+# and are recycled by the allocator; at 4096 rows, page faults on freshly mapped temporaries cost
+# as much as the matmuls on the 2-core VM (benchmarks/eval_importance_sampling.py).
+DEFAULT_ROWS_PER_CALL = 1024
+
+
+def kl_to_prior(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
+    """KL(q(z|x) || p(z)) [B]: closed form when torch knows the pair, else log q(z) - log p(z)."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return q.log_prob(z) - p.log_prob(z)
+
+
+@torch.inference_mode()
+def elbo_terms(
+    model: Autoencoder,
+    x: Tensor,
+    *,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-datapoint reconstruction -log p(x|z), z ~ q(z|x), and KL(q(z|x) || p(z)), [N] each.
+
+    One z per datapoint (the usual ELBO estimate); the KL is closed-form where available.
+    ELBO = -(reconstruction + KL). Returned on the CPU in float64.
+    """
+    device = next(model.parameters()).device
+    prior = model.prior()
+    recon, kl = [], []
+    for x_batch in x.split(batch_size):
+        x_batch = x_batch.to(device)
+        q = model.encoder(x_batch)
+        z = draw(q, generator=generator)  # [B, D]
+        recon.append(-model.decoder(z).log_prob(x_batch).double().cpu())
+        kl.append(kl_to_prior(q, prior, z).double().cpu())
+    return torch.cat(recon), torch.cat(kl)
+
+
+@torch.inference_mode()
+def log_likelihood(
+    model: Autoencoder,
+    x: Tensor,
+    *,
+    num_samples: int = DEFAULT_NUM_IMPORTANCE_SAMPLES,
+    batch_size: int = 100,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Importance-sampled log p(x) [N] in nats (Burda et al. 2016, eq. 14), float64 on the CPU.
+
+    log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K, z_k ~ q(z|x).
+    The encoder runs once per datapoint; the K samples are drawn and decoded ``chunk_size`` at a
+    time with a running logsumexp, so memory is bounded by ``batch_size · chunk_size`` rows
+    whatever K is. ``chunk_size=None`` picks about DEFAULT_ROWS_PER_CALL rows per decoder call.
+    The estimate is a stochastic lower bound whose mean increases to log p(x) as K grows; with
+    the exact posterior as q every weight equals p(x) and it is exact for any K.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    device = next(model.parameters()).device
+    prior = model.prior()
+    if chunk_size is None:
+        chunk_size = max(1, DEFAULT_ROWS_PER_CALL // batch_size)
+    chunk_size = min(chunk_size, num_samples)
+    log_k = math.log(num_samples)
+    out = []
+    for x_batch in x.split(batch_size):
+        x_batch = x_batch.to(device)
+        b = x_batch.shape[0]
+        q = model.encoder(x_batch)  # batch [B], event [D]
+        # x repeated chunk_size times, rows ordered [chunk, B] like the flattened z below; made
+        # once per batch, a partial last chunk uses its first k·B rows.
+        x_rows = x_batch.expand(chunk_size, *x_batch.shape).reshape(-1, *x_batch.shape[1:])
+        total = torch.full((b,), -math.inf, dtype=torch.float64, device=device)
+        for start in range(0, num_samples, chunk_size):
+            k = min(chunk_size, num_samples - start)
+            z = draw(q, (k,), generator=generator)  # [k, B, D]
+            log_px = model.decoder(z.reshape(k * b, -1)).log_prob(x_rows[: k * b]).view(k, b)
+            log_w = log_px + prior.log_prob(z) - q.log_prob(z)  # [k, B]
+            total = torch.logaddexp(total, torch.logsumexp(log_w, 0).double())
+        out.append((total - log_k).cpu())
+    return torch.cat(out)
+
+
+def _mean_and_stderr(values: Tensor) -> tuple[float, float]:
+    n = values.numel()
+    stderr = float(values.std()) / math.sqrt(n) if n > 1 else math.nan
+    return float(values.mean()), stderr
+
+
+def bits_per_dim(nats: float, num_dims: int) -> float:
+    """A per-datapoint negative log-likelihood in nats as bits per dimension."""
+    return nats / (num_dims * math.log(2.0))
+
+
+def _grey_note(ctx: EvaluationContext) -> dict[str, str]:
+    if not ctx.grey_targets:
+        return {}
+    return {
+        "note": "Bernoulli likelihood on grey (non-binarised) pixels: a cross-entropy, not a "
+        "normalised log-likelihood; compare only with numbers from the same protocol"
+    }
+
+
+def elbo_metric(ctx: EvaluationContext) -> MetricResult:
+    """ELBO on the split (one z per point), split into reconstruction and KL; nats, bits/dim."""
+    ctx.require_density("the ELBO")
+    recon, kl = elbo_terms(
+        ctx.model, ctx.data.x, batch_size=max(ctx.batch_size, 500), generator=ctx.generator(1)
+    )
+    elbo, stderr = _mean_and_stderr(-(recon + kl))
+    return {
+        "elbo": elbo,
+        "elbo_stderr": stderr,
+        "reconstruction": float(recon.mean()),
+        "kl": float(kl.mean()),
+        "bits_per_dim": bits_per_dim(-elbo, ctx.num_dims),
+        "num_points": len(recon),
+        **_grey_note(ctx),
+    }
+
+
+def log_likelihood_metric(ctx: EvaluationContext) -> MetricResult:
+    """Importance-sampled log p(x) with K = ``ctx.num_importance_samples`` (IWAE estimator)."""
+    ctx.require_density("the importance-sampled log-likelihood")
+    values = log_likelihood(
+        ctx.model,
+        ctx.data.x,
+        num_samples=ctx.num_importance_samples,
+        batch_size=ctx.batch_size,
+        generator=ctx.generator(2),
+    )
+    mean, stderr = _mean_and_stderr(values)
+    return {
+        "log_likelihood": mean,
+        "nll": -mean,
+        "stderr": stderr,
+        "bits_per_dim": bits_per_dim(-mean, ctx.num_dims),
+        "num_importance_samples": ctx.num_importance_samples,
+        "num_points": values.numel(),
+        **_grey_note(ctx),
+    }
