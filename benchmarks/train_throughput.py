@@ -121,7 +121,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--skip-canonical", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both loops")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     config = load_config(ROOT / "configs" / "pytorch-examples.toml")
     dataset = build_dataset(config.data, config.train.seed)
