@@ -81,7 +81,6 @@ class TrainConfig:
     device: str = "auto"
     deterministic: bool = False
     num_threads: int | None = None
-    compile: bool = False
     checkpoint_every_steps: int | None = None
     max_bad_steps: int = 20
     max_rollbacks: int = 3
