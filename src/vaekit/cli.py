@@ -182,10 +182,15 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_impute(args: argparse.Namespace) -> int:
+def _run_and_images(args: argparse.Namespace) -> tuple[Run, torch.Tensor]:
+    """The run, and the first ``args.num`` images of its ``args.split`` on the chosen device."""
     run = load_run(args.run, device=_device(args))
     dataset = build_dataset(run.config.data, run.config.train.seed)
-    x = getattr(dataset, args.split).x[: args.num].to(_device(args))
+    return run, getattr(dataset, args.split).x[: args.num].to(_device(args))
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    run, x = _run_and_images(args)
     steps = _parse_steps(args.steps)
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     c, h, w = x.shape[1:]
@@ -218,9 +223,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    run = load_run(args.run, device=_device(args))
-    dataset = build_dataset(run.config.data, run.config.train.seed)
-    x = getattr(dataset, args.split).x[: args.num].to(_device(args))
+    run, x = _run_and_images(args)
     out = plots.save_reconstructions(x.cpu(), run.model.reconstruct(x).cpu(), args.out)
     print(f"wrote {out}")
     return 0
