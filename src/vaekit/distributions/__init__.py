@@ -15,7 +15,7 @@ from vaekit.distributions.posteriors import (
     GaussianHead,
     diagonal_gaussian,
 )
-from vaekit.distributions.priors import PRIORS, StandardNormalPrior
+from vaekit.distributions.priors import PRIORS, StandardNormalPrior, kl_to_prior
 from vaekit.distributions.sampling import draw
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "bits_per_dim",
     "diagonal_gaussian",
     "draw",
+    "kl_to_prior",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 
 class StandardNormalPrior(nn.Module):
@@ -20,6 +20,17 @@ class StandardNormalPrior(nn.Module):
 
     def forward(self) -> Distribution:
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
+
+
+def kl_to_prior(q: Distribution, p: Distribution, z: Tensor, *, analytic: bool = True) -> Tensor:
+    """KL(q(z|x) || p(z)) [B]: closed form when torch knows the pair (and ``analytic``), else
+    the one-sample estimate log q(z) - log p(z) at the given z [B, D]."""
+    if analytic:
+        try:
+            return kl_divergence(q, p)
+        except NotImplementedError:
+            pass
+    return q.log_prob(z) - p.log_prob(z)
 
 
 PRIORS: dict[str, type[StandardNormalPrior]] = {"standard-normal": StandardNormalPrior}

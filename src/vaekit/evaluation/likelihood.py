@@ -11,8 +11,8 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, kl_divergence
 
+from vaekit.distributions.priors import kl_to_prior
 from vaekit.distributions.sampling import draw
 from vaekit.evaluation.context import EvaluationContext, MetricResult
 from vaekit.models.base import Autoencoder
@@ -24,14 +24,6 @@ DEFAULT_NUM_IMPORTANCE_SAMPLES = 5000
 # and are recycled by the allocator; at 4096 rows, page faults on freshly mapped temporaries cost
 # as much as the matmuls on the 2-core VM (benchmarks/eval_importance_sampling.py).
 DEFAULT_ROWS_PER_CALL = 1024
-
-
-def kl_to_prior(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
-    """KL(q(z|x) || p(z)) [B]: closed form when torch knows the pair, else log q(z) - log p(z)."""
-    try:
-        return kl_divergence(q, p)
-    except NotImplementedError:
-        return q.log_prob(z) - p.log_prob(z)
 
 
 @torch.inference_mode()

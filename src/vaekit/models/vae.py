@@ -10,9 +10,9 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
-from vaekit.distributions.priors import StandardNormalPrior
+from vaekit.distributions.priors import StandardNormalPrior, kl_to_prior
 from vaekit.distributions.sampling import draw
 from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
 from vaekit.models.corruption import Corruption
@@ -51,13 +51,7 @@ class VAE(Autoencoder):
 
     def kl(self, q: Distribution, z: Tensor) -> Tensor:
         """KL(q(z|x) || p(z)) [B]: closed form when available, else the one-sample estimate."""
-        p = self.prior()
-        if self.analytic_kl:
-            try:
-                return kl_divergence(q, p)
-            except NotImplementedError:
-                pass
-        return q.log_prob(z) - p.log_prob(z)
+        return kl_to_prior(q, self.prior(), z, analytic=self.analytic_kl)
 
     def log_weights(self, x: Tensor, q: Distribution, z: Tensor) -> tuple[Tensor, Tensor]:
         """log p(x|z) and log p(z) - log q(z|x), both [K, B], for particles z [K, B, D]."""
