@@ -17,6 +17,7 @@ from vaekit.build import build_dataset, build_model, check_data_fits
 from vaekit.config import Config, config_to_dict
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.figures import render_run_figures
+from vaekit.files import atomic_write, atomic_write_many, remove_stale_temporaries, write_json
 from vaekit.runs import Run, provenance, read_run_config, save_model, write_run_config
 from vaekit.runtime import (
     RunDir,
@@ -25,16 +26,7 @@ from vaekit.runtime import (
     seed_everything,
     set_deterministic,
 )
-from vaekit.training.checkpoint import (
-    atomic_write,
-    atomic_write_many,
-    load_training_state,
-    read_json,
-    remove_stale_temporaries,
-    state_writer,
-    weights_writer,
-    write_json,
-)
+from vaekit.training.checkpoint import load_training_state, read_json, state_writer, weights_writer
 from vaekit.training.distributed import World, process_group
 from vaekit.training.trainer import Trainer
 

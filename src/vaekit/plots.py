@@ -9,8 +9,6 @@ Images are `[N, C, H, W]` tensors with C = 1 (grey) or 3 (RGB) and values in [0,
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -23,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 from torch import Tensor
+
+from vaekit.files import atomic_write
 
 __all__ = [
     "image_grid",
@@ -50,23 +50,10 @@ _MIN_MANIFOLD = 400  # px: smallest side of the decoded manifold grid
 _MARGIN = 240  # px around labelled image axes; cropped again by bbox_inches="tight"
 
 
-def _write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Create the parent folder, let `write` fill a sibling temporary file, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _save_figure(fig: Figure, path: str | Path) -> Path:
     """Render with Agg and write; the Figure is never registered with pyplot, so nothing leaks."""
     FigureCanvasAgg(fig)
-    return _write_atomically(
+    return atomic_write(
         path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.1)
     )
 
@@ -176,7 +163,7 @@ def save_image_grid(
     grid = _grid(_upscale(array, factor), ncols, padding, 1.0)
     if title:
         return _save_image_axes(grid, path, title=title)
-    return _write_atomically(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
 
 def save_rows(

@@ -15,6 +15,7 @@ import torch
 from vaekit.build import build_model
 from vaekit.config import Config, config_from_dict, config_to_dict
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.files import write_json
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import RunDir
 from vaekit.training.checkpoint import (
@@ -23,7 +24,6 @@ from vaekit.training.checkpoint import (
     load_weights,
     read_json,
     save_weights,
-    write_json,
 )
 
 

@@ -17,16 +17,14 @@ from safetensors.torch import load_file
 
 import vaekit.experiment
 from vaekit.errors import CheckpointError
+from vaekit.files import atomic_write, remove_stale_temporaries, write_json
 from vaekit.runs import load_run
 from vaekit.training.checkpoint import (
-    atomic_write,
     load_training_state,
-    remove_stale_temporaries,
     save_training_state,
     save_weights,
     state_writer,
     weights_writer,
-    write_json,
 )
 
 Writer = Callable[[Path], object]
@@ -105,7 +103,8 @@ WRITER_CHILD = """
 import itertools, os, sys
 from pathlib import Path
 import torch
-from vaekit.training.checkpoint import atomic_write_many, state_writer, weights_writer
+from vaekit.training.checkpoint import state_writer, weights_writer
+from vaekit.files import atomic_write_many
 folder = Path(sys.argv[1])
 for line in sys.stdin:
     pid = os.fork()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from vaekit.errors import DataError
+from vaekit.files import atomic_write
 
 # A callable with urllib's signature; tests substitute one that fails part-way.
 URLOpener = Callable[..., IO[bytes]]
@@ -31,18 +29,8 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def write_bytes_atomic(dest: Path, data: bytes) -> Path:
-    """Write ``data`` to ``dest`` via a temporary file and ``os.replace``; return ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp_name, CACHE_FILE_MODE)
-        os.replace(temp_name, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-    return dest
+    """Write ``data`` to ``dest`` complete-or-absent (``vaekit.files.atomic_write``)."""
+    return atomic_write(dest, lambda tmp: tmp.write_bytes(data), mode=CACHE_FILE_MODE)
 
 
 def download_file(
@@ -61,16 +49,14 @@ def download_file(
     or corrupt download never leaves a file under the final name. Any failure is a ``DataError``.
     """
     open_url: URLOpener = opener if opener is not None else urllib.request.urlopen
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digests = {
-        name: hashlib.new(name, usedforsecurity=False)
-        for name, want in (("md5", md5), ("sha256", sha256))
-        if want
-    }
-    handle, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    temp_path = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as out, open_url(url, timeout=timeout) as response:
+
+    def fetch_verified(tmp: Path) -> None:
+        digests = {
+            name: hashlib.new(name, usedforsecurity=False)
+            for name, want in (("md5", md5), ("sha256", sha256))
+            if want
+        }
+        with tmp.open("wb") as out, open_url(url, timeout=timeout) as response:
             for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                 out.write(chunk)
                 for digest in digests.values():
@@ -82,14 +68,11 @@ def download_file(
                     f"expected {want}); the mirror served a different file. Try again later or "
                     f"place a verified copy at {dest}."
                 )
-        os.chmod(temp_path, CACHE_FILE_MODE)
-        os.replace(temp_path, dest)
+
+    try:
+        # A failed fetch or checksum removes the temporary; nothing lands under ``dest``.
+        return atomic_write(dest, fetch_verified, mode=CACHE_FILE_MODE)
     except DataError:
         raise
     except Exception as error:  # network, HTTP and disk errors all mean "this source failed"
         raise DataError(f"could not download {url}: {error}") from error
-    finally:
-        # Gone after a successful os.replace; removed on any failure, interrupts included.
-        with contextlib.suppress(FileNotFoundError):
-            temp_path.unlink()
-    return dest

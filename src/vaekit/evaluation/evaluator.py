@@ -33,8 +33,8 @@ from vaekit.evaluation.likelihood import (
 )
 from vaekit.evaluation.parzen import parzen_metric
 from vaekit.evaluation.sample_quality import sample_quality_metric
+from vaekit.files import write_json
 from vaekit.runs import load_run, provenance
-from vaekit.training.checkpoint import write_json
 
 Metric = Callable[[EvaluationContext], MetricResult]
 

@@ -1,4 +1,4 @@
-"""Run files on disk: atomic writes, safetensors weights + JSON config, resumable training state.
+"""Run files on disk: safetensors weights + JSON config, resumable training state (atomic).
 
 No pickled objects: weights go through safetensors, the training state holds only tensors and
 plain values and is read back with ``torch.load(weights_only=True)``.
@@ -6,11 +6,8 @@ plain values and is read back with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,82 +17,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vaekit.errors import CheckpointError
+from vaekit.files import atomic_write
 
 RUN_FORMAT = "vaekit-run"
 RUN_FORMAT_VERSION = 1
 STATE_FORMAT_VERSION = 2
-TEMP_SUFFIX = ".tmp"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot open directories
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _stage(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write ``write(tmp)`` to a hidden temporary next to ``path`` and fsync it; return ``tmp``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get normal modes
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write ``path`` complete-or-absent: ``write(tmp)`` in the same directory, fsync, rename.
-
-    On any failure the temporary file is removed and the previous ``path`` (if any) is intact.
-    """
-    atomic_write_many([(Path(path), write)])
-    return Path(path)
-
-
-def atomic_write_many(files: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
-    """Write several files as one checkpoint: every file is staged and fsynced before any rename.
-
-    If any write fails (a full disk, a signal), every temporary is removed and no final file
-    has changed. The renames run in order afterwards, so the last file is the commit point: put
-    the file that makes the set resumable last.
-    """
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, write in files:
-            staged.append((_stage(Path(path), write), Path(path)))
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    for directory in {path.parent for _, path in staged}:
-        _fsync_dir(directory)
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete temporaries left by a writer that was killed mid-write (e.g. SIGKILL, power loss)."""
-    stale = sorted(Path(directory).glob(f".*{TEMP_SUFFIX}"))
-    for tmp in stale:
-        tmp.unlink(missing_ok=True)
-    return stale
-
-
-def write_json(path: Path, value: Any) -> Path:
-    """Atomically write ``value`` as indented JSON."""
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2) + "\n"))
 
 
 def read_json(path: Path, what: str) -> Any:
