@@ -53,3 +53,15 @@ def _restore_deterministic_mode() -> Iterator[None]:
     yield
     if torch.are_deterministic_algorithms_enabled() != enabled:
         torch.use_deterministic_algorithms(enabled)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One epoch of the tiny recipe: a run directory with every file a resume reads."""
+    from reliability_helpers import tiny_config
+
+    out = tmp_path_factory.mktemp("runs") / "finished"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vaekit.experiment, "render_run_figures", lambda *a, **k: [])
+        vaekit.experiment.train(tiny_config("train.epochs=1"), out, progress=False)
+    return out

@@ -20,16 +20,6 @@ from vaekit.training.checkpoint import load_training_state
 from vaekit.training.trainer import Trainer
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One epoch of the tiny recipe: a run directory with every file a resume reads."""
-    out = tmp_path_factory.mktemp("runs") / "finished"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vaekit.experiment, "render_run_figures", lambda *a, **k: [])
-        vaekit.experiment.train(tiny_config("train.epochs=1"), out, progress=False)
-    return out
-
-
 @pytest.fixture
 def run(finished: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "run"

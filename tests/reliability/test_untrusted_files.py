@@ -21,9 +21,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import tiny_config
 
-import vaekit.experiment
 from vaekit.cli import main
 from vaekit.config import load_config
 from vaekit.errors import CheckpointError, ConfigError
@@ -33,15 +31,6 @@ from vaekit.training.checkpoint import load_training_state
 FUZZ = settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "finished"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vaekit.experiment, "render_run_figures", lambda *a, **k: [])
-        vaekit.experiment.train(tiny_config("train.epochs=1"), out, progress=False)
-    return out
 
 
 class RunsCode:
