@@ -7,6 +7,7 @@ through ``atomic_write`` so an interrupted write never leaves a partial file und
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -15,8 +16,14 @@ from pathlib import Path
 from typing import Any
 
 TEMP_SUFFIX = ".tmp"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+@functools.cache
+def _default_mode() -> int:
+    """0666 less the process umask: what ``open()`` would give a new file (read once)."""
+    umask = os.umask(0)  # the only way to read it; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -37,7 +44,7 @@ def _stage(path: Path, write: Callable[[Path], object], mode: int | None = None)
     try:
         write(tmp)
         # mkstemp makes 0600; final files get normal modes (or ``mode``, e.g. a shared cache's).
-        os.chmod(tmp, 0o666 & ~_UMASK if mode is None else mode)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
     except BaseException:
