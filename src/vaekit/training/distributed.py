@@ -210,5 +210,9 @@ def process_group(device: torch.device) -> Iterator[World]:
         dist.init_process_group("gloo")
     try:
         yield world
+        # Leave together: a rank tearing gloo down while a peer still closes its connections
+        # can abort at exit ("terminate called without an active exception"). Not on errors,
+        # where a peer may never arrive.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
