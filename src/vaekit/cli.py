@@ -259,6 +259,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         device=_device(args),
+        compile=args.compile,
         out=args.out,
         log=lambda line: print(line, file=sys.stderr),
         argv=["vaekit", *sys.argv[1:]],
@@ -369,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-importance-samples", type=int, default=5000, metavar="K")
     p.add_argument("--num-samples", type=int, default=10_000, help="samples for FID and Parzen")
     p.add_argument("--batch-size", type=int, default=100, help="datapoints per importance batch")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the log-likelihood's softplus sum (needs a C++ compiler; "
+        "~10 s once, then faster at K = 5000)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="report path (default: RUN/evaluation.json)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")

@@ -6,6 +6,8 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,23 @@ def configure_threads(num_threads: int | None, *, step_flops: float | None = Non
     if num_threads is not None:
         torch.set_num_threads(max(1, num_threads))
     return torch.get_num_threads()
+
+
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero on the CPU while the block runs (restored to off after).
+
+    Adam's first moment of a weight whose gradient is exactly zero (an MNIST border pixel's
+    first-layer weights) decays by beta1 per step through the subnormal range, where x86
+    arithmetic is ~100x slower: ~7% subnormal moments made fused Adam 2.5x slower on the
+    784-400-20 model. Values below 1.2e-38 change nothing a model learns.
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
 
 
 def set_deterministic(enabled: bool) -> None:

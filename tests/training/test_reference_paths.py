@@ -81,3 +81,12 @@ def test_dynamic_binarisation_draws_fresh_pixels_every_epoch() -> None:
     per_image = ordered.mean(dim=(0, 2, 3, 4))
     levels = dataset.train.x[:, 0, 0, 0]
     assert torch.allclose(per_image, levels, atol=0.06)
+
+
+def test_training_flushes_subnormals_and_restores_the_default_after() -> None:
+    from vaekit.runtime import flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
+    with flush_denormals():
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0

@@ -42,6 +42,7 @@ class EvaluationContext:
     batch_size: int = 100
     seed: int = 0
     grey_targets: bool = False
+    compile: bool = False  # torch.compile the likelihood's elementwise work where it helps
     load_grey: Callable[[], Dataset] | None = None
     load_extractor: Callable[[], FeatureExtractor] | None = None
     notes: dict[str, Any] = field(default_factory=dict)

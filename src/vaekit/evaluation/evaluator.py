@@ -120,6 +120,7 @@ def evaluate_run(
     batch_size: int = 100,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    compile: bool = False,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
@@ -148,6 +149,7 @@ def evaluate_run(
         batch_size=batch_size,
         seed=seed,
         grey_targets=_grey_targets(run.config.model.likelihood, dataset, split),
+        compile=compile,
         load_grey=lambda: build_dataset(replace(data, binarize="none"), run_seed),
         load_extractor=extractor_loader(data),
     )
@@ -166,6 +168,7 @@ def evaluate_run(
             "binarization_seed": run_seed if dataset.binarize != "none" else None,
             "num_importance_samples": num_importance_samples,
             "num_samples": num_samples,
+            "compile": compile,
             "seed": seed,
             "device": str(ctx.device),
             "torch_threads": torch.get_num_threads(),

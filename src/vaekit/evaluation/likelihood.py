@@ -8,14 +8,19 @@ so they score exactly the densities the model was trained with. Units: nats per 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn import functional as F
 
+from vaekit.distributions.likelihoods import BernoulliLikelihood
 from vaekit.distributions.priors import kl_to_prior
 from vaekit.distributions.sampling import draw
 from vaekit.evaluation.context import EvaluationContext, MetricResult
-from vaekit.models.base import Autoencoder
+from vaekit.models.base import Autoencoder, Decoder
+from vaekit.nn.mlp import MLPDecoderNet
 
 # Burda, Grosse & Salakhutdinov 2016 evaluate every model with K = 5000.
 DEFAULT_NUM_IMPORTANCE_SAMPLES = 5000
@@ -60,6 +65,7 @@ def log_likelihood(
     batch_size: int = 100,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    compile: bool = False,
 ) -> Tensor:
     """Importance-sampled log p(x) [N] in nats (Burda et al. 2016, eq. 14), float64 on the CPU.
 
@@ -69,6 +75,10 @@ def log_likelihood(
     whatever K is. ``chunk_size=None`` picks about DEFAULT_ROWS_PER_CALL rows per decoder call.
     The estimate is a stochastic lower bound whose mean increases to log p(x) as K grows; with
     the exact posterior as q every weight equals p(x) and it is exact for any K.
+
+    MLP decoders with a Bernoulli p(x|z) take a lean path (see ``_bernoulli_linear_log_px``);
+    ``compile=True`` also fuses its softplus sum with torch.compile (seconds to compile once,
+    then ~1.7x faster at K = 5000 on a CPU; falls back to eager if compiling fails).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
@@ -78,6 +88,7 @@ def log_likelihood(
         chunk_size = max(1, DEFAULT_ROWS_PER_CALL // batch_size)
     chunk_size = min(chunk_size, num_samples)
     log_k = math.log(num_samples)
+    reduce = _compiled_softplus_sum() if compile else softplus_sum
     out = []
     for x_batch in x.split(batch_size):
         x_batch = x_batch.to(device)
@@ -85,16 +96,91 @@ def log_likelihood(
         q = model.encoder(x_batch)  # batch [B], event [D]
         # x repeated chunk_size times, rows ordered [chunk, B] like the flattened z below; made
         # once per batch, a partial last chunk uses its first k·B rows.
-        x_rows = x_batch.expand(chunk_size, *x_batch.shape).reshape(-1, *x_batch.shape[1:])
+        log_px_of = _bernoulli_linear_log_px(model.decoder, x_batch, reduce)
+        if log_px_of is None:
+            x_rows = x_batch.expand(chunk_size, *x_batch.shape).reshape(-1, *x_batch.shape[1:])
         total = torch.full((b,), -math.inf, dtype=torch.float64, device=device)
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)
             z = draw(q, (k,), generator=generator)  # [k, B, D]
-            log_px = model.decoder(z.reshape(k * b, -1)).log_prob(x_rows[: k * b]).view(k, b)
+            if log_px_of is not None:
+                log_px = log_px_of(z)
+            else:
+                log_px = model.decoder(z.reshape(k * b, -1)).log_prob(x_rows[: k * b]).view(k, b)
             log_w = log_px + prior.log_prob(z) - q.log_prob(z)  # [k, B]
             total = torch.logaddexp(total, torch.logsumexp(log_w, 0).double())
         out.append((total - log_k).cpu())
     return torch.cat(out)
+
+
+def softplus_sum(logits: Tensor) -> Tensor:
+    """Σ_d softplus(l_d) over the last dimension of ``logits`` [N, P], as the Bernoulli
+    log-likelihood needs it, with one logarithm per group of pixels instead of one per pixel.
+
+    softplus(l) = max(l, 0) + log(1 + e^{-|l|}); the logarithms of a group of g pixels are summed
+    as the log of a product of g factors in (1, 2], which cannot overflow for g <= 64. Σ max(l, 0)
+    = ½ (Σ l + Σ |l|). Accuracy: as float32 summation (within 1e-4 nats on 784 pixels; tested).
+    Eagerly this is about as fast as ``F.softplus(l).sum(-1)``; under ``torch.compile`` it fuses
+    into one pass that costs ~0.7 ns per pixel on one core, a third of the eager softplus.
+    """
+    n, p = logits.shape
+    groups = next((g for g in range(64, 7, -1) if p % g == 0), None)
+    if groups is None:
+        return F.softplus(logits).sum(-1)
+    magnitude = logits.abs()
+    factors = (1 + torch.exp(-magnitude)).view(n, groups, p // groups)  # [N, g, P/g]
+    return 0.5 * (logits.sum(-1) + magnitude.sum(-1)) + factors.prod(1).log().sum(-1)
+
+
+def _compiled_softplus_sum() -> Callable[[Tensor], Tensor]:
+    """``softplus_sum`` through torch.compile, or eager where no compiler works (with a warning)."""
+    compiled = torch.compile(softplus_sum, dynamic=False)
+
+    def run(logits: Tensor) -> Tensor:
+        nonlocal compiled
+        try:
+            return compiled(logits)
+        except Exception as error:  # inductor needs a C++ compiler; eager is the same maths
+            warnings.warn(
+                f"torch.compile failed ({type(error).__name__}); evaluating eagerly", stacklevel=2
+            )
+            compiled = softplus_sum
+            return softplus_sum(logits)
+
+    return run
+
+
+def _bernoulli_linear_log_px(
+    decoder: Decoder, x: Tensor, reduce: Callable[[Tensor], Tensor]
+) -> Callable[[Tensor], Tensor] | None:
+    """log p(x|z) [k, B] for z [k, B, D] when p(x|z) is Bernoulli with logits l = h Wᵀ + b from a
+    final Linear layer (MLP decoders); None for other decoders.
+
+    log p(x|z) = Σ_d x_d l_d - softplus(l_d), and Σ_d x_d l_d = h · (x W) + x · b needs no pass
+    over the [k·B, C·H·W] logits: x W [B, H] is made once per batch. Only Σ_d softplus(l_d)
+    (``reduce``) is elementwise. Same value as ``decoder(z).log_prob(x)`` up to float rounding.
+    """
+    network = decoder.network
+    if type(decoder.likelihood) is not BernoulliLikelihood or not isinstance(
+        network, MLPDecoderNet
+    ):
+        return None
+    *hidden, last = network.layers
+    if type(last) is not nn.Linear:
+        return None
+    trunk = nn.Sequential(*hidden)
+    x_flat = x.reshape(x.shape[0], -1)  # [B, C·H·W]
+    x_weight = x_flat @ last.weight  # [B, H]
+    x_bias = x_flat @ last.bias  # [B]
+
+    def log_px(z: Tensor) -> Tensor:
+        k, b = z.shape[:2]
+        h = trunk(z.reshape(k * b, -1))  # [k·B, H]
+        softplus_total = reduce(torch.addmm(last.bias, h, last.weight.t()))  # [k·B]
+        x_dot_logits = torch.einsum("kbh,bh->kb", h.view(k, b, -1), x_weight) + x_bias
+        return x_dot_logits - softplus_total.view(k, b)
+
+    return log_px
 
 
 def _mean_and_stderr(values: Tensor) -> tuple[float, float]:
@@ -144,6 +230,7 @@ def log_likelihood_metric(ctx: EvaluationContext) -> MetricResult:
         num_samples=ctx.num_importance_samples,
         batch_size=ctx.batch_size,
         generator=ctx.generator(2),
+        compile=ctx.compile,
     )
     mean, stderr = _mean_and_stderr(values)
     return {

@@ -16,6 +16,7 @@ from vaekit.distributions.priors import StandardNormalPrior, kl_to_prior
 from vaekit.distributions.sampling import draw
 from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
 from vaekit.models.corruption import Corruption
+from vaekit.models.fused_elbo import FusedELBO
 
 
 class VAE(Autoencoder):
@@ -27,6 +28,9 @@ class VAE(Autoencoder):
             log (1/k) Σ_i p(x, z_i) / q(z_i|x), with beta on log p(z_i) - log q(z_i|x).
         analytic_kl: use the closed-form KL when torch knows the pair (k = 1 only).
         corruption: C(x̃|x) on the encoder input (denoising VAE); the clean x is scored.
+        fused: train MLP models with a Gaussian q and a Bernoulli p (k = 1, closed-form KL)
+            through the hand-derived gradients of ``fused_elbo.py``: same loss, same
+            gradients, ~2x faster on a CPU. Other models always take the distributions path.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class VAE(Autoencoder):
         num_particles: int = 1,
         analytic_kl: bool = True,
         corruption: Corruption | None = None,
+        fused: bool = True,
     ):
         super().__init__(encoder, decoder, prior, corruption)
         if beta < 0:
@@ -48,6 +53,11 @@ class VAE(Autoencoder):
         self.beta = float(beta)
         self.num_particles = int(num_particles)
         self.analytic_kl = analytic_kl
+        self.fused = None
+        if fused and num_particles == 1 and analytic_kl and type(prior) is StandardNormalPrior:
+            self.fused = FusedELBO.of(
+                encoder.trunk, encoder.head, decoder.network, decoder.likelihood
+            )
 
     def kl(self, q: Distribution, z: Tensor) -> Tensor:
         """KL(q(z|x) || p(z)) [B]: closed form when available, else the one-sample estimate."""
@@ -64,8 +74,10 @@ class VAE(Autoencoder):
     def loss(
         self, x: Tensor, *, kl_weight: float = 1.0, generator: torch.Generator | None = None
     ) -> Loss:
-        q = self.encoder(self.corrupt(x, generator))
         weight = self.beta * kl_weight
+        if self.fused is not None and torch.is_grad_enabled():
+            return self._fused_loss(x, weight, generator)
+        q = self.encoder(self.corrupt(x, generator))
         if self.num_particles == 1:
             z = draw(q, generator=generator)  # [B, D]
             log_px = self.decoder(z).log_prob(x)  # [B]
@@ -83,6 +95,16 @@ class VAE(Autoencoder):
             metrics = {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean), "iwae": bound}
         metrics["loss"] = objective
         return Loss({"model": objective}, {k: v.detach() for k, v in metrics.items()})
+
+    def _fused_loss(self, x: Tensor, weight: float, generator: torch.Generator | None) -> Loss:
+        """``loss`` for k = 1 through ``fused_elbo.py``, drawing ε as ``draw`` would."""
+        assert self.fused is not None
+        x_in = self.corrupt(x, generator)
+        shape = (x.shape[0], self.latent_dim)
+        eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        objective, recon, kl = self.fused(x_in, x, eps, weight)
+        metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl), "loss": objective.detach()}
+        return Loss({"model": objective}, metrics)
 
     def elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Per-datapoint ELBO [B] in nats (one sample of z, closed-form KL where available)."""

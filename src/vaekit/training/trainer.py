@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from vaekit.data.base import Dataset, Split
 from vaekit.errors import CheckpointError
 from vaekit.models.base import Autoencoder
+from vaekit.runtime import flush_denormals
 from vaekit.training.distributed import World, current_world
 from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, all_finite, clone_tree
 from vaekit.training.schedules import kl_weight, learning_rate
@@ -239,7 +240,7 @@ class Trainer:
         """Train until ``epochs`` are done; returns the per-epoch metric rows."""
         if self._good is None:
             self._good = self._snapshot()  # the rollback target until the next checkpoint
-        with self._signals():
+        with self._signals(), flush_denormals():
             while self.cursor.epoch < self.epochs:
                 self._train_epoch()
                 record = self._end_epoch()
