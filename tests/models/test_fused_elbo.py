@@ -74,7 +74,7 @@ def test_other_models_take_the_distributions_path(change: dict) -> None:
     assert torch.isfinite(loss.objectives["model"])
 
 
-def test_evaluation_without_gradients_uses_the_distributions_path() -> None:
+def test_metrics_agree_with_and_without_gradients() -> None:
     torch.manual_seed(0)
     model = build_model(MLP, (1, 5, 5))
     x = torch.rand(4, 1, 5, 5)
