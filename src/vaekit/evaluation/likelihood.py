@@ -78,7 +78,8 @@ def log_likelihood(
 
     MLP decoders with a Bernoulli p(x|z) take a lean path (see ``_bernoulli_linear_log_px``);
     ``compile=True`` also fuses its softplus sum with torch.compile (seconds to compile once,
-    then ~1.7x faster at K = 5000 on a CPU; falls back to eager if compiling fails).
+    then the estimator took 38 s instead of 52 s at K = 5000 on 1,000 MNIST images, one CPU
+    thread, benchmarks/eval_importance_sampling.py; falls back to eager if compiling fails).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
@@ -120,8 +121,8 @@ def softplus_sum(logits: Tensor) -> Tensor:
     softplus(l) = max(l, 0) + log(1 + e^{-|l|}); the logarithms of a group of g pixels are summed
     as the log of a product of g factors in (1, 2], which cannot overflow for g <= 64. Σ max(l, 0)
     = ½ (Σ l + Σ |l|). Accuracy: as float32 summation (within 1e-4 nats on 784 pixels; tested).
-    Eagerly this is about as fast as ``F.softplus(l).sum(-1)``; under ``torch.compile`` it fuses
-    into one pass that costs ~0.7 ns per pixel on one core, a third of the eager softplus.
+    Eagerly this is several passes, about as fast as ``F.softplus(l).sum(-1)``; under
+    ``torch.compile`` they fuse into one pass with one exp per pixel and no per-pixel log.
     """
     n, p = logits.shape
     groups = next((g for g in range(64, 7, -1) if p % g == 0), None)

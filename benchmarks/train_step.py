@@ -1,0 +1,77 @@
+"""Per-step cost of the 784-400-20 VAE: fused ELBO vs the distributions path, subnormals on/off.
+
+One process, interleaved blocks of 40 trainer steps so that the machine's drift hits every
+variant alike; prints the minimum and median ms/step of each variant as JSON.
+
+    python -m benchmarks.train_step --blocks 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import machine
+from vaekit.build import build_dataset, build_model
+from vaekit.config import load_config
+from vaekit.models import VAE
+from vaekit.training.trainer import Trainer
+
+ROOT = Path(__file__).parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--block-steps", type=int, default=40)
+    parser.add_argument("--warmup-steps", type=int, default=600, help="lets subnormals appear")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = load_config(ROOT / "configs" / "pytorch-examples.toml")
+    dataset = build_dataset(config.data, config.train.seed)
+    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))
+    batches = order.split(128)
+    trainers = {}
+    for name in ("fused", "distributions"):
+        torch.manual_seed(0)
+        model = build_model(config.model, dataset.event_shape)
+        assert isinstance(model, VAE)
+        if name == "distributions":
+            model.fused = None
+        trainers[name] = Trainer(
+            model, dataset, epochs=1, batch_size=128, lr=1e-3, seed=1, progress=False
+        )
+        for i in range(args.warmup_steps):
+            trainers[name]._step(batches[i % len(batches)])
+    variants = [("fused", True), ("fused", False), ("distributions", True)]
+    timings: dict[str, list[float]] = {}
+    for block in range(args.blocks):
+        for name, flush in variants:
+            torch.set_flush_denormal(flush)
+            start = time.perf_counter()
+            for i in range(args.block_steps):
+                trainers[name]._step(batches[(block * args.block_steps + i) % len(batches)])
+            key = f"{name}, subnormals {'flushed' if flush else 'kept'}"
+            timings.setdefault(key, []).append(
+                1e3 * (time.perf_counter() - start) / args.block_steps
+            )
+    torch.set_flush_denormal(False)
+    result = {
+        "benchmark": "train_step",
+        "machine": machine(),
+        "ms_per_step": {
+            k: {"min": min(v), "median": statistics.median(v)} for k, v in timings.items()
+        },
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
