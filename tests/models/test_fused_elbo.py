@@ -83,3 +83,40 @@ def test_metrics_agree_with_and_without_gradients() -> None:
     fused = model.loss(x, generator=torch.Generator().manual_seed(1)).metrics
     for key, value in plain.items():
         torch.testing.assert_close(fused[key], value, rtol=1e-5, atol=1e-4)
+
+
+def test_direct_gradients_equal_autograd_and_reuse_the_grad_buffers() -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(MLP, corruption="masking", beta=1.5)
+    model = build_model(cfg, (1, 5, 5)).double()
+    assert isinstance(model, VAE)
+    params = list(model.parameters())
+    x = torch.rand(7, 1, 5, 5, dtype=torch.float64)
+    loss = model.loss(x, kl_weight=0.4, generator=torch.Generator().manual_seed(2))
+    expected = torch.autograd.grad(loss.objectives["model"], params)
+    # A non-contiguous stale gradient: all gradients become views of one new flat buffer ...
+    params[0].grad = torch.zeros(params[0].shape[::-1], dtype=torch.float64).t()
+    model.loss_and_grad_(x, generator=torch.Generator().manual_seed(5))
+    flat = params[0].grad._base
+    assert flat is not None and flat.numel() == sum(p.numel() for p in params)
+    assert all(p.grad is not None and p.grad._base is flat for p in params)
+    # ... which later calls overwrite in place.
+    direct = model.loss_and_grad_(
+        x, kl_weight=0.4, generator=torch.Generator().manual_seed(2), scale=0.25
+    )
+    assert direct is not None and all(p.grad._base is flat for p in params)  # type: ignore[union-attr]
+    assert not direct.objectives["model"].requires_grad
+    for key, value in loss.metrics.items():
+        torch.testing.assert_close(direct.metrics[key], value, rtol=1e-12, atol=1e-12)
+    for p, g in zip(params, expected, strict=True):
+        assert p.grad is not None and p.grad.shape == p.shape
+        torch.testing.assert_close(p.grad, 0.25 * g, rtol=1e-12, atol=1e-13)
+
+
+def test_models_without_a_direct_path_draw_nothing() -> None:
+    model = build_model(dataclasses.replace(MLP, num_particles=2), (1, 5, 5))
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    assert model.loss_and_grad_(torch.rand(2, 1, 5, 5), generator=generator) is None
+    assert torch.equal(generator.get_state(), state)
+    assert all(p.grad is None for p in model.parameters())

@@ -31,22 +31,42 @@ STEPS_PER_EPOCH = 5  # tiny: 240 training digits in batches of 50
 
 
 def inject(model: Autoencoder, faults: dict[int, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make training step i (counted from 0) go wrong as ``faults[i]`` says."""
-    real, calls = model.loss, [0]
+    """Make training step i (counted from 0) go wrong as ``faults[i]`` says, on whichever path
+    the trainer takes: gradients written by ``loss_and_grad_`` or autograd through ``loss``."""
+    real_loss, real_direct, calls = model.loss, model.loss_and_grad_, [0]
+    weight = next(model.parameters())
+    bad_value = {"nan-loss": float("nan"), "inf-loss": float("inf")}
 
-    def loss(x: torch.Tensor, **kwargs: Any) -> Loss:
-        if not model.training:  # validation passes are not steps
-            return real(x, **kwargs)
-        fault = faults.get(calls[0])
-        calls[0] += 1
-        weight = next(model.parameters())
+    def poison_weight(fault: str | None) -> None:
         if fault == "nan-weight":
             with torch.no_grad():
                 weight.view(-1)[0] = float("nan")
-        out = real(x, **kwargs)
-        if fault in ("nan-loss", "inf-loss"):
-            bad = float("nan") if fault == "nan-loss" else float("inf")
-            return Loss({k: v * bad for k, v in out.objectives.items()}, out.metrics)
+
+    def direct(x: torch.Tensor, **kwargs: Any) -> Loss | None:
+        fault = faults.get(calls[0])
+        poison_weight(fault)
+        out = real_direct(x, **kwargs)
+        if out is None:  # no direct path: the trainer calls loss, which counts the step
+            return None
+        calls[0] += 1
+        if fault in bad_value:
+            objectives = {k: v * bad_value[fault] for k, v in out.objectives.items()}
+            return Loss(objectives, out.metrics)
+        if fault == "nan-grad":
+            assert weight.grad is not None
+            weight.grad.view(-1)[0] = float("nan")
+        return out
+
+    def loss(x: torch.Tensor, **kwargs: Any) -> Loss:
+        if not model.training:  # validation passes are not steps
+            return real_loss(x, **kwargs)
+        fault = faults.get(calls[0])
+        calls[0] += 1
+        poison_weight(fault)
+        out = real_loss(x, **kwargs)
+        if fault in bad_value:
+            objectives = {k: v * bad_value[fault] for k, v in out.objectives.items()}
+            return Loss(objectives, out.metrics)
         if fault == "nan-grad":
             # sqrt has an infinite slope at 0: the value added is 0, its gradient 0 · inf = NaN.
             poison = 0.0 * torch.sqrt(weight - weight.detach()).sum()
@@ -54,6 +74,12 @@ def inject(model: Autoencoder, faults: dict[int, str], monkeypatch: pytest.Monke
         return out
 
     monkeypatch.setattr(model, "loss", loss)
+    monkeypatch.setattr(model, "loss_and_grad_", direct)
+
+
+def autograd_only(model: Autoencoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the trainer take the autograd path (as for models without hand-derived gradients)."""
+    monkeypatch.setattr(model, "loss_and_grad_", lambda x, **kwargs: None)
 
 
 def tiny_model() -> tuple[Autoencoder, Dataset]:
@@ -67,14 +93,17 @@ def snapshot(trainer: Trainer) -> dict[str, Any]:
     return clone_tree({"model": trainer.model.state_dict(), "optimizers": optimizers})
 
 
+@pytest.mark.parametrize("path", ["direct", "autograd"])
 @pytest.mark.parametrize("masked", [True, False], ids=["device-masked", "host-checked"])
 @pytest.mark.parametrize("fault", ["nan-loss", "inf-loss", "nan-grad"])
 def test_a_bad_step_changes_nothing_and_is_counted(
-    fault: str, masked: bool, monkeypatch: pytest.MonkeyPatch, tally: Callable
+    fault: str, masked: bool, path: str, monkeypatch: pytest.MonkeyPatch, tally: Callable
 ) -> None:
     if not masked:  # the fallback for devices without a fused Adam kernel
         monkeypatch.setattr(vaekit.training.trainer, "MASKABLE_DEVICES", ())
     model, dataset = tiny_model()
+    if path == "autograd":
+        autograd_only(model, monkeypatch)
     bad = {2, 3, 6}
     inject(model, dict.fromkeys(bad, fault), monkeypatch)
     after: dict[int, dict[str, Any]] = {}  # cursor.step -> model and optimiser state

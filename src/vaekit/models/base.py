@@ -96,6 +96,24 @@ class Autoencoder(nn.Module, ABC):
         adversarial term for an AAE); metrics always report the unweighted quantities.
         """
 
+    def loss_and_grad_(
+        self,
+        x: Tensor,
+        *,
+        kl_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+        scale: float = 1.0,
+    ) -> Loss | None:
+        """``loss`` with the gradient of ``scale`` × each objective already written into the
+        ``.grad`` of that objective's parameters (replacing what was there), for models that
+        compute their gradients without autograd; the objectives come back detached.
+
+        None for every other model, having done nothing and drawn no random numbers: the caller
+        then calls ``loss`` and backpropagates. Both give the same numbers for the same generator
+        state.
+        """
+        return None
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters per objective: one optimiser is made for each group."""
         return {"model": list(self.parameters())}

@@ -97,13 +97,35 @@ class VAE(Autoencoder):
         metrics["loss"] = objective
         return Loss({"model": objective}, {k: v.detach() for k, v in metrics.items()})
 
+    def loss_and_grad_(
+        self,
+        x: Tensor,
+        *,
+        kl_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+        scale: float = 1.0,
+    ) -> Loss | None:
+        if self.fused is None:
+            return None
+        x_in, eps = self._fused_inputs(x, generator)
+        out = self.fused.loss_and_grad_(x_in, x, eps, self.beta * kl_weight, scale)
+        return self._fused_result(*out)
+
     def _fused_loss(self, x: Tensor, weight: float, generator: torch.Generator | None) -> Loss:
-        """``loss`` for k = 1 through ``fused_elbo.py``, drawing ε as ``draw`` would."""
+        """``loss`` for k = 1 through ``fused_elbo.py``."""
         assert self.fused is not None
+        x_in, eps = self._fused_inputs(x, generator)
+        return self._fused_result(*self.fused(x_in, x, eps, weight))
+
+    def _fused_inputs(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """The encoder input and the noise ε, drawn in the order and shape ``loss`` draws them."""
         x_in = self.corrupt(x, generator)
         shape = (x.shape[0], self.latent_dim)
         eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
-        objective, recon, kl = self.fused(x_in, x, eps, weight)
+        return x_in, eps
+
+    @staticmethod
+    def _fused_result(objective: Tensor, recon: Tensor, kl: Tensor) -> Loss:
         metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl), "loss": objective.detach()}
         return Loss({"model": objective}, metrics)
 

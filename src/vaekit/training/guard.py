@@ -63,6 +63,35 @@ class NonFiniteGuard:
         self._skipped.fill_(int(state["skipped"]))
 
 
+def grads_finite(grads: list[Tensor]) -> Tensor:
+    """[] bool, on the device: every gradient is free of NaN and infinity (no host sync).
+
+    When the gradients are exactly the views of one flat buffer (as ``loss_and_grad_`` leaves
+    them), one sum over it is the test: NaN and infinities survive a sum. Otherwise the total
+    norm is. Either can raise a false alarm only for finite gradients whose sum or norm overflows
+    float32, and then the step is merely skipped.
+    """
+    flat = _flat_base(grads)
+    if flat is not None:
+        return torch.isfinite(flat.sum())
+    return torch.isfinite(torch.nn.utils.get_total_norm(grads))
+
+
+def _flat_base(grads: list[Tensor]) -> Tensor | None:
+    """The flat tensor that the gradients, contiguous views of it, tile exactly; else None."""
+    base = grads[0]._base if grads else None
+    if base is None or base.dim() != 1 or not base.is_contiguous():
+        return None
+    if not all(g._base is base and g.is_contiguous() for g in grads):
+        return None
+    end = base.storage_offset()
+    for offset, numel in sorted((g.storage_offset(), g.numel()) for g in grads):
+        if offset != end:
+            return None
+        end += numel
+    return base if end == base.storage_offset() + base.numel() else None
+
+
 def all_finite(tensors: list[Tensor]) -> bool:
     """Whether every floating-point tensor is free of NaN and infinity (one host sync)."""
     checks = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]

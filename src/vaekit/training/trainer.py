@@ -32,8 +32,15 @@ from vaekit.data.base import Dataset, Split
 from vaekit.errors import CheckpointError
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import flush_denormals
+from vaekit.training.adam_step import fused_adam_step
 from vaekit.training.distributed import World, current_world
-from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, all_finite, clone_tree
+from vaekit.training.guard import (
+    MASKABLE_DEVICES,
+    NonFiniteGuard,
+    all_finite,
+    clone_tree,
+    grads_finite,
+)
 from vaekit.training.schedules import kl_weight, learning_rate
 
 
@@ -283,7 +290,8 @@ class Trainer:
         index = self.world.shard(global_index)
         share = len(index) / len(global_index)  # of the global-batch mean; 1 in one process
         # An empty slice (a last batch smaller than the world) computes one datapoint, weighted 0.
-        x = self.train_x[index if len(index) else global_index[:1]]
+        # index_select: a third of the time of x[index] for MNIST rows on this CPU.
+        x = torch.index_select(self.train_x, 0, index if len(index) else global_index[:1])
         if self.dataset.binarize == "dynamic":
             x = torch.bernoulli(x, generator=self.generator)  # fresh pixels every epoch
         lr = self.lr_scale * learning_rate(
@@ -293,35 +301,38 @@ class Trainer:
             schedule=self.schedule,
             min_lr=self.min_lr,
         )
-        loss = self.model.loss(
-            x, kl_weight=kl_weight(self.cursor.step, self.warmup_steps), generator=self.generator
-        )
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
+        weight = kl_weight(self.cursor.step, self.warmup_steps)
+        # Models with hand-derived gradients write them into .grad themselves (no autograd).
+        loss = self.model.loss_and_grad_(x, kl_weight=weight, generator=self.generator, scale=share)
+        direct = loss is not None
+        if loss is None:
+            loss = self.model.loss(x, kl_weight=weight, generator=self.generator)
+            for opt in self.optimizers.values():
+                opt.zero_grad(set_to_none=True)
         names = list(loss.objectives)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         for i, name in enumerate(names):
             objective, params = loss.objectives[name], self.groups[name]
             if share != 1:
                 objective = objective * share
-            objective.backward(inputs=params, retain_graph=i < len(names) - 1)
+            if not direct:
+                objective.backward(inputs=params, retain_graph=i < len(names) - 1)
             objective = self.world.all_reduce_gradients(params, objective)  # summed over ranks
-            if self.grad_clip is None:  # the norm is only the finiteness probe: no rescaling
-                grads = [p.grad for p in params if p.grad is not None]
-                norm = torch.nn.utils.get_total_norm(grads)
+            if self.grad_clip is None:
+                finite &= grads_finite([p.grad for p in params if p.grad is not None])
             else:
-                norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-            finite &= torch.isfinite(norm) & torch.isfinite(objective)
+                finite &= torch.isfinite(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+            finite &= torch.isfinite(objective)
         found_inf = self.guard.record(finite)
-        if self.masked_step:
-            for opt in self.optimizers.values():  # fused Adam skips the update when it is 1
-                opt.found_inf = found_inf  # type: ignore[attr-defined]
-        elif not bool(finite):  # no fused kernel: decide on the host (one sync per step)
-            return
+        if not self.masked_step and not bool(finite):
+            return  # no fused kernel: decide on the host (one sync per step)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = lr
-            opt.step()
+            # fused Adam skips the update where found_inf is 1
+            if not (self.masked_step and fused_adam_step(opt, found_inf)):
+                opt.found_inf = found_inf if self.masked_step else None  # type: ignore[attr-defined]
+                opt.step()
         batch = len(index)
         for key, value in loss.metrics.items():
             # where, not a product with the flag: NaN * 0 is NaN; a skipped step adds nothing.
