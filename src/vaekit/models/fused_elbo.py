@@ -1,17 +1,21 @@
-"""The ELBO of an MLP VAE (Gaussian q, Bernoulli p) with hand-derived gradients: one autograd node.
+"""The ELBO of an MLP VAE (Gaussian q, Bernoulli p) with hand-derived gradients.
 
-The generic path (``VAE.loss`` through ``torch.distributions``) records ~40 autograd nodes and as
-many temporaries per step; this path takes ~9% less time per step for the 784-400-20 model on a
-2-core CPU (benchmarks/train_step.py). For the common case — MLP trunk and decoder with ReLU,
-leaky ReLU or tanh, a Gaussian head, a Bernoulli likelihood, one particle, closed-form KL — this
-module computes the same per-datapoint loss and its gradients in one pass each way:
+For the common case — MLP trunk and decoder with ReLU, leaky ReLU or tanh, a Gaussian head, a
+Bernoulli likelihood, one particle, closed-form KL — this module computes the per-datapoint loss
+and its gradients in one pass each way:
 
     l = decoder(z), z = loc + σ ε,  recon = Σ_d softplus(l_d) - x_d l_d,
     KL = ½ Σ_j (loc_j² + σ_j² - log σ_j² - 1)                       (Kingma & Welling 2014, B)
     ∂recon/∂l = sigmoid(l) - x,  ∂KL/∂loc = loc,  ∂KL/∂log σ² = ½ (σ² - 1)
 
+Two entry points share that code. ``FusedELBO.__call__`` is one autograd node (for ``VAE.loss``
+under autograd), instead of the ~40 nodes and temporaries of the ``torch.distributions`` path.
+``FusedELBO.loss_and_grad_`` skips autograd altogether and writes the gradients into the
+parameters' ``.grad`` in place, views of one flat buffer; the trainer takes this path
+(``Autoencoder.loss_and_grad_``). benchmarks/train_step.py times the three paths.
+
 The gradients are checked against autograd through the distributions path in float64
-(tests/models/test_fused_elbo.py), and the noise ε is drawn exactly as ``draw`` draws it, so both
+(tests/models/test_fused_elbo.py), and the noise ε is drawn exactly as ``draw`` draws it, so all
 paths give the same numbers for the same generator state.
 """
 

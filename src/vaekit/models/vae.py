@@ -29,8 +29,8 @@ class VAE(Autoencoder):
         analytic_kl: use the closed-form KL when torch knows the pair (k = 1 only).
         corruption: C(x̃|x) on the encoder input (denoising VAE); the clean x is scored.
         fused: train MLP models with a Gaussian q and a Bernoulli p (k = 1, closed-form KL)
-            through the hand-derived gradients of ``fused_elbo.py``: same loss, same
-            gradients, ~9% less time per step for 784-400-20 on a 2-core CPU
+            through the hand-derived gradients of ``fused_elbo.py`` (``loss_and_grad_`` and,
+            under autograd, ``loss``): same loss, same gradients, less time per step
             (benchmarks/train_step.py). Other models always take the distributions path.
     """
 
