@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,14 +40,7 @@ from vaekit.training.guard import (
     grads_finite,
 )
 from vaekit.training.schedules import kl_weight, learning_rate
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal after saving a resumable checkpoint."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"training interrupted by signal {signum}; resume with --resume")
-        self.signum = signum
+from vaekit.training.stop import StopRequests, TrainingInterrupted
 
 
 class TrainingDiverged(Exception):
@@ -162,7 +153,7 @@ class Trainer:
         self._sums: dict[str, Tensor] = {}
         self._count = torch.zeros((), dtype=torch.int64, device=self.device)  # datapoints summed
         self._good: dict[str, Any] | None = None
-        self._stop_signal: int | None = None
+        self.stops = StopRequests()
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -247,13 +238,13 @@ class Trainer:
         """Train until ``epochs`` are done; returns the per-epoch metric rows."""
         if self._good is None:
             self._good = self._snapshot()  # the rollback target until the next checkpoint
-        with self._signals(), flush_denormals():
+        with self.stops.installed(), flush_denormals():
             while self.cursor.epoch < self.epochs:
                 self._train_epoch()
                 record = self._end_epoch()
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(record)
-                if (signum := self._agreed_stop(now=True)) is not None:
+                if (signum := self.stops.agreed(self.world, look=True)) is not None:
                     raise TrainingInterrupted(signum)  # _end_epoch has just checkpointed
         return self.history
 
@@ -273,7 +264,9 @@ class Trainer:
                 self.cursor.batch += 1
                 self.cursor.step += 1
                 bar.update()
-                if (signum := self._agreed_stop(now=False)) is not None:
+                # Distributed, the ranks compare flags when the guard looks (every max_bad_steps).
+                look = self.cursor.step % self.max_bad_steps == 0
+                if (signum := self.stops.agreed(self.world, look=look)) is not None:
                     self._checkpoint()
                     raise TrainingInterrupted(signum)
                 if self.cursor.batch == len(batches):
@@ -425,40 +418,3 @@ class Trainer:
         self._good = self._snapshot()
         if self.on_checkpoint is not None:
             self.on_checkpoint(self)
-
-    def _agreed_stop(self, *, now: bool) -> int | None:
-        """The signal to stop on at this step, the same on every rank (None: go on).
-
-        In one process, as soon as a signal came. Distributed, the ranks compare their flags (a
-        max all-reduce) every ``max_bad_steps`` steps, when the guard looks too, or ``now``: a
-        signal that reached only some ranks, or them at different steps, stops all at one step.
-        """
-        if self.world.size == 1:
-            return self._stop_signal
-        if not now and self.cursor.step % self.max_bad_steps != 0:
-            return None
-        agreed = self.world.max(self._stop_signal or 0)
-        if agreed and self._stop_signal is None:
-            self._stop_signal = agreed
-        return agreed or None
-
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM: first sets a flag (checkpoint at the next batch), second exits now."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: object) -> None:
-            if self._stop_signal is not None:
-                raise SystemExit(128 + signum)  # second signal: out now; files are atomic
-            self._stop_signal = signum
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
