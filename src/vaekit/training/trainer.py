@@ -1,7 +1,8 @@
 """The one training loop: any Autoencoder, one optimiser per parameter group, exact resume.
 
-The loop never asks which model it trains: it calls ``model.loss`` and steps one Adam per entry
-of ``Loss.objectives``. Data stay tensors on the device and are batched by index permutation;
+The loop never asks which model it trains: it calls ``model.loss_and_grad_`` (models that write
+their own gradients) or else ``model.loss`` and backpropagates, then steps one Adam per entry of
+``Loss.objectives``. Data stay tensors on the device and are batched by index permutation;
 each epoch's permutation is a function of (seed, epoch), and every random draw in the step comes
 from one explicit generator, so a saved (epoch, batch) cursor plus the generator states resume a
 run bitwise.
