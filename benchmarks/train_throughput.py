@@ -5,7 +5,11 @@ Adam 1e-3, same number of epochs; both evaluate the 10k test images after every 
 one JSON object with seconds per epoch, the speed-up, effective GFLOP/s against a matmul rate
 measured in the same run, and peak memory.
 
-    python benchmarks/train_throughput.py --epochs 3
+    python -m benchmarks.train_throughput --epochs 3
+    python -m benchmarks.train_throughput --epochs 3 --device cuda   # benchmark 3, on a GPU
+
+On a GPU both loops run there (the canonical one moves each batch, as the script does) and the
+JSON adds each loop's CUDA peak allocation.
 """
 
 from __future__ import annotations
@@ -69,9 +73,9 @@ def examples_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar
     return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def run_canonical(train: Dataset, test: Dataset, epochs: int) -> dict[str, object]:
+def run_canonical(train: Dataset, test: Dataset, epochs: int, device: str) -> dict[str, object]:
     torch.manual_seed(1)
-    model = ExamplesVAE()
+    model = ExamplesVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_loader = DataLoader(train, batch_size=128, shuffle=True)
     test_loader = DataLoader(test, batch_size=128, shuffle=False)
@@ -80,6 +84,7 @@ def run_canonical(train: Dataset, test: Dataset, epochs: int) -> dict[str, objec
         start = time.perf_counter()
         model.train()
         for x, _ in train_loader:
+            x = x.to(device)  # as the script does: data.to(device) per batch
             optimizer.zero_grad()
             recon, mu, logvar = model(x)
             loss = examples_loss(recon, x, mu, logvar)
@@ -90,6 +95,7 @@ def run_canonical(train: Dataset, test: Dataset, epochs: int) -> dict[str, objec
         total = 0.0
         with torch.no_grad():
             for x, _ in test_loader:
+                x = x.to(device)
                 recon, mu, logvar = model(x)
                 total += examples_loss(recon, x, mu, logvar).item()
         epoch_seconds.append(time.perf_counter() - start)
@@ -97,7 +103,7 @@ def run_canonical(train: Dataset, test: Dataset, epochs: int) -> dict[str, objec
     return {"epoch_seconds": epoch_seconds, "test_loss": test_losses}
 
 
-def run_vaekit(epochs: int) -> dict[str, object]:
+def run_vaekit(epochs: int, device: str) -> dict[str, object]:
     config = load_config(ROOT / "configs" / "pytorch-examples.toml")
     dataset = build_dataset(config.data, config.train.seed)
     model = build_model(config.model, dataset.event_shape)
@@ -110,7 +116,7 @@ def run_vaekit(epochs: int) -> dict[str, object]:
 
     trainer = Trainer(
         model, dataset, epochs=epochs, batch_size=128, lr=1e-3, seed=1, progress=False,
-        eval_batch_size=1000, on_epoch_end=mark,
+        eval_batch_size=1000, on_epoch_end=mark, device=device,
     )  # fmt: skip
     trainer.fit()
     seconds = [b - a for a, b in itertools.pairwise(marks)]
@@ -122,6 +128,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--skip-canonical", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both loops")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmark 3: GPU path)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -135,12 +142,18 @@ def main() -> None:
     params = 784 * 400 + 400 * 40 + 20 * 400 + 400 * 784
     flops_per_epoch = 6.0 * params * len(train)  # forward 2, backward 4 FLOPs per weight
     result: dict[str, object] = {"benchmark": "train_throughput", "machine": machine()}
-    result["sgemm_gflops"] = sgemm_gflops()
+    result["device"] = args.device
+    result["sgemm_gflops"] = sgemm_gflops(device=args.device)
     result["model_flops_per_epoch_gflop"] = flops_per_epoch / 1e9
     result["matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / result["sgemm_gflops"]
-    runs = {"vaekit": run_vaekit(args.epochs)}
+    runs = {"vaekit": run_vaekit(args.epochs, args.device)}
+    if args.device != "cpu":
+        result["cuda_max_allocated_mib_vaekit"] = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
     if not args.skip_canonical:
-        runs["canonical"] = run_canonical(train, test, args.epochs)
+        runs["canonical"] = run_canonical(train, test, args.epochs, args.device)
+        if args.device != "cpu":
+            result["cuda_max_allocated_mib_canonical"] = torch.cuda.max_memory_allocated() / 2**20
     for run in runs.values():
         steady = run["epoch_seconds"][1:] or run["epoch_seconds"]  # type: ignore[index]
         per_epoch = float(np.median(steady))
