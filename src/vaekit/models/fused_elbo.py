@@ -21,6 +21,7 @@ paths give the same numbers for the same generator state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -76,13 +77,20 @@ class FusedELBO:
     loc: nn.Linear
     log_var: nn.Linear
     decoder: list[_Layer]
+    particles: int = 1  # k: 1 is the ELBO with the closed-form KL, k > 1 the IWAE bound
 
     @classmethod
     def of(
-        cls, trunk: nn.Module, head: nn.Module, network: nn.Module, likelihood: Likelihood
+        cls,
+        trunk: nn.Module,
+        head: nn.Module,
+        network: nn.Module,
+        likelihood: Likelihood,
+        num_particles: int = 1,
     ) -> FusedELBO | None:
-        """The fused ELBO of these encoder and decoder parts, or None when the parts are not an
-        MLP trunk + Gaussian head + MLP decoder + Bernoulli likelihood with supported layers."""
+        """The fused objective of these encoder and decoder parts with k = ``num_particles``, or
+        None when the parts are not an MLP trunk + Gaussian head + MLP decoder + Bernoulli
+        likelihood with supported layers."""
         if not (
             isinstance(trunk, MLPTrunk)
             and type(head) is GaussianHead
@@ -93,7 +101,7 @@ class FusedELBO:
         trunk_layers, decoder_layers = _layers(trunk.layers), _layers(network.layers)
         if not trunk_layers or not decoder_layers or decoder_layers[-1].activation is not None:
             return None
-        return cls(trunk_layers, head.loc, head.log_var, decoder_layers)
+        return cls(trunk_layers, head.loc, head.log_var, decoder_layers, int(num_particles))
 
     def parameters(self) -> list[Tensor]:
         """The parameters in gradient order: trunk, loc, log-variance, decoder (weight, bias)."""
@@ -103,11 +111,14 @@ class FusedELBO:
 
     def __call__(
         self, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(objective, recon, kl): the scalar mean of recon + kl_weight · KL over the batch, and
-        the detached batch means of -log p(x|z) and KL(q || p). ``x_in`` is the encoder input
-        (corrupted for a denoising model), ``x`` the scored target, ``eps`` [B, D] the noise."""
-        out: tuple[Tensor, Tensor, Tensor] = _FusedELBOFunction.apply(
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(objective, recon, kl, bound), as ``VAE.loss`` defines them: the scalar objective
+        (k = 1: the batch mean of recon + kl_weight · KL; k > 1: minus the IWAE bound with
+        kl_weight on log p(z) - log q(z|x)), and the detached batch means of -log p(x|z), of the
+        KL (k > 1: its one-sample estimate log q - log p, averaged over particles) and of the
+        bound (k = 1: the ELBO). ``x_in`` is the encoder input (corrupted for a denoising
+        model), ``x`` the scored target, ``eps`` the noise, [B, D] or [k, B, D]."""
+        out: tuple[Tensor, Tensor, Tensor, Tensor] = _FusedELBOFunction.apply(
             self, x_in, x, eps, kl_weight, *self.parameters()
         )
         return out
@@ -115,17 +126,18 @@ class FusedELBO:
     @torch.no_grad()
     def loss_and_grad_(
         self, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float, scale: float = 1.0
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``__call__`` without autograd: the same (detached) values, and the gradient of
         ``scale · objective`` written into every parameter's ``.grad``, replacing what was there.
 
         Existing contiguous gradients are overwritten in place (``out=``), so a training loop that
         calls this every step allocates no gradient memory after the first.
         """
-        objective, recon, kl, saved = _forward(self, x_in, x, eps, kl_weight)
+        *values, saved = _forward(self, x_in, x, eps, kl_weight)
         grads = _grad_buffers(self.parameters())
         _backward(self, saved, scale / x.shape[0], kl_weight, grads)
-        return objective, recon, kl
+        objective, recon, kl, bound = values
+        return objective, recon, kl, bound
 
 
 def _grad_buffers(params: list[Tensor]) -> list[Tensor]:
@@ -211,14 +223,15 @@ class _Saved:
     scale: Tensor
     variance: Tensor
     in_range: Tensor  # where the log-variance clamp passes gradients
+    weights: Tensor | None  # k > 1: the normalised importance weights [k, B]
     trunk: list[Tensor]  # the trunk's input and layer outputs
     decoder: list[Tensor]  # z and the decoder's layer outputs; the last are the logits
 
 
 def _forward(
     plan: FusedELBO, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float
-) -> tuple[Tensor, Tensor, Tensor, _Saved]:
-    """(objective, recon mean, KL mean, saved tensors) of one batch; see the module docstring."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, _Saved]:
+    """(objective, recon, KL, bound, saved tensors) of one batch; see ``FusedELBO.__call__``."""
     b = x.shape[0]
     target = x.reshape(b, -1)
     trunk = _forward_stack(plan.trunk, x_in.reshape(b, -1))
@@ -227,33 +240,60 @@ def _forward(
     log_var_raw = torch.addmm(plan.log_var.bias, h, plan.log_var.weight.t())
     log_var = log_var_raw.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
     scale = torch.exp(0.5 * log_var)
-    z = torch.addcmul(loc, scale, eps)  # as draw(): loc + scale · eps
-    decoder = _forward_stack(plan.decoder, z)
-    logits = decoder[-1]  # [B, C·H·W]
-    # Σ_d softplus(l_d) - x_d l_d: the Bernoulli negative log-likelihood (grey x: cross-entropy)
-    recon = F.softplus(logits).sum() - torch.dot(target.reshape(-1), logits.reshape(-1))
+    z = torch.addcmul(loc, scale, eps)  # as draw(): loc + scale · eps, [B, D] or [k, B, D]
+    decoder = _forward_stack(plan.decoder, z.reshape(-1, z.shape[-1]))
     variance = scale * scale
-    kl = 0.5 * (loc * loc + variance - log_var - 1).sum()
-    objective = (recon + kl_weight * kl) / b
     in_range = (log_var_raw >= LOG_VAR_MIN) & (log_var_raw <= LOG_VAR_MAX)
-    saved = _Saved(target, eps, loc, scale, variance, in_range, trunk, decoder)
-    return objective, recon / b, kl / b, saved
+    if plan.particles == 1:
+        logits = decoder[-1]  # [B, C·H·W]
+        # Σ_d softplus(l_d) - x_d l_d: the Bernoulli negative log-likelihood (grey x: BCE)
+        recon = F.softplus(logits).sum() - torch.dot(target.reshape(-1), logits.reshape(-1))
+        kl = 0.5 * (loc * loc + variance - log_var - 1).sum()
+        objective = (recon + kl_weight * kl) / b
+        saved = _Saved(target, eps, loc, scale, variance, in_range, None, trunk, decoder)
+        return objective, recon / b, kl / b, -(recon + kl) / b, saved
+    k = plan.particles
+    logits = decoder[-1].view(k, b, -1)
+    log_px = torch.einsum("kbp,bp->kb", logits, target) - F.softplus(logits).sum(-1)  # [k, B]
+    # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²), summed over D (the log 2π terms cancel)
+    log_ratio = 0.5 * ((eps * eps - z * z).sum(-1) + log_var.sum(-1))  # [k, B]
+    log_weights = log_px + kl_weight * log_ratio
+    log_k = math.log(k)
+    objective = -(torch.logsumexp(log_weights, 0) - log_k).mean()
+    bound = (torch.logsumexp(log_px + log_ratio, 0) - log_k).mean()
+    weights = torch.softmax(log_weights, 0)
+    saved = _Saved(target, eps, loc, scale, variance, in_range, weights, trunk, decoder)
+    return objective, -log_px.mean(), -log_ratio.mean(), bound, saved
 
 
 def _backward(
     plan: FusedELBO, saved: _Saved, s: Tensor | float, kl_weight: float, grads: list[Tensor]
 ) -> None:
-    """Writes the parameter gradients of ``s`` × (per-datapoint sum of the objective) into
-    ``grads`` (in ``plan.parameters()`` order)."""
+    """Writes the parameter gradients of ``s`` × B × objective (``s`` = d loss / d objective
+    divided by the batch size B) into ``grads`` (in ``plan.parameters()`` order)."""
     n_trunk, n_decoder = 2 * len(plan.trunk), 2 * len(plan.decoder)
-    grad_logits = torch.sigmoid(saved.decoder[-1]).sub_(saved.target).mul_(s)  # [B, C·H·W]
+    probs = torch.sigmoid(saved.decoder[-1])  # [k·B, C·H·W]
+    if saved.weights is None:  # k = 1: ∂/∂l of the summed recon is sigmoid(l) - x
+        grad_logits = probs.sub_(saved.target).mul_(s)
+    else:  # k > 1: particle i of datapoint b enters with its normalised weight w_ib
+        k, b = saved.weights.shape
+        per_particle = (saved.weights * s).view(k, b, 1)
+        grad_logits = probs.view(k, b, -1).sub_(saved.target).mul_(per_particle).view(k * b, -1)
     grad_z = _backward_stack(plan.decoder, saved.decoder, grad_logits, grads[-n_decoder:], True)
     assert grad_z is not None
     w = s * kl_weight
-    grad_loc = grad_z + w * saved.loc
-    # z = loc + exp(½ log σ²) ε: ∂z/∂log σ² = ½ σ ε; the clamp passes gradients inside its range
-    grad_log_var = (grad_z * saved.eps * saved.scale + w * (saved.variance - 1)).mul_(0.5)
-    grad_log_var.mul_(saved.in_range)
+    if saved.weights is None:
+        grad_loc = grad_z + w * saved.loc
+        # z = loc + exp(½ log σ²) ε: ∂z/∂log σ² = ½ σ ε; KL: ∂/∂log σ² = ½ (σ² - 1)
+        grad_log_var = (grad_z * saved.eps * saved.scale + w * (saved.variance - 1)).mul_(0.5)
+    else:
+        z = saved.decoder[0].view(k, b, -1)
+        # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²): ∂/∂z = -z, ∂/∂log σ² = ½ (ε fixed)
+        grad_z = grad_z.view(k, b, -1).addcmul_(z, (saved.weights * w).view(k, b, 1))
+        grad_loc = grad_z.sum(0)
+        # Σ_i w_ib = 1, so the direct ½ of every particle adds up to ½ per datapoint
+        grad_log_var = ((grad_z * saved.eps).sum(0) * saved.scale - w).mul_(0.5)
+    grad_log_var.mul_(saved.in_range)  # the clamp passes gradients inside its range only
     h = saved.trunk[-1]
     head = grads[n_trunk : n_trunk + 4]
     torch.mm(grad_loc.t(), h, out=head[0])
@@ -269,22 +309,22 @@ class _FusedELBOFunction(torch.autograd.Function):
     def forward(
         ctx: Any, plan: FusedELBO, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float,
         *params: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-        objective, recon, kl, saved = _forward(plan, x_in, x, eps, kl_weight)
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        objective, recon, kl, bound, saved = _forward(plan, x_in, x, eps, kl_weight)
         ctx.plan, ctx.kl_weight, ctx.num_trunk = plan, kl_weight, len(saved.trunk)
         ctx.save_for_backward(
             saved.target, saved.eps, saved.loc, saved.scale, saved.variance, saved.in_range,
-            *saved.trunk, *saved.decoder,
+            saved.weights, *saved.trunk, *saved.decoder,
         )  # fmt: skip
-        ctx.mark_non_differentiable(recon, kl)
-        return objective, recon, kl
+        ctx.mark_non_differentiable(recon, kl, bound)
+        return objective, recon, kl, bound
 
     @staticmethod
     def backward(ctx: Any, grad_objective: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
         plan: FusedELBO = ctx.plan
-        target, eps, loc, scale, variance, in_range, *layers = ctx.saved_tensors
+        target, eps, loc, scale, variance, in_range, weights, *layers = ctx.saved_tensors
         trunk, decoder = layers[: ctx.num_trunk], layers[ctx.num_trunk :]
-        saved = _Saved(target, eps, loc, scale, variance, in_range, trunk, decoder)
+        saved = _Saved(target, eps, loc, scale, variance, in_range, weights, trunk, decoder)
         grads = [torch.empty_like(p) for p in plan.parameters()]
-        _backward(plan, saved, grad_objective / saved.target.shape[0], ctx.kl_weight, grads)
+        _backward(plan, saved, grad_objective / target.shape[0], ctx.kl_weight, grads)
         return (None, None, None, None, None, *grads)

@@ -28,8 +28,9 @@ class VAE(Autoencoder):
             log (1/k) Σ_i p(x, z_i) / q(z_i|x), with beta on log p(z_i) - log q(z_i|x).
         analytic_kl: use the closed-form KL when torch knows the pair (k = 1 only).
         corruption: C(x̃|x) on the encoder input (denoising VAE); the clean x is scored.
-        fused: train MLP models with a Gaussian q and a Bernoulli p (k = 1, closed-form KL)
-            through the hand-derived gradients of ``fused_elbo.py`` (``loss_and_grad_`` and,
+        fused: train MLP models with a Gaussian q and a Bernoulli p (the ELBO with the
+            closed-form KL, or the IWAE bound) through the hand-derived gradients of
+            ``fused_elbo.py`` (``loss_and_grad_`` and,
             under autograd, ``loss``): same loss, same gradients, less time per step
             (benchmarks/train_step.py). Other models always take the distributions path.
     """
@@ -55,9 +56,10 @@ class VAE(Autoencoder):
         self.num_particles = int(num_particles)
         self.analytic_kl = analytic_kl
         self.fused = None
-        if fused and num_particles == 1 and analytic_kl and type(prior) is StandardNormalPrior:
+        # k = 1 fuses the closed-form KL; without analytic_kl it takes the one-sample estimate.
+        if fused and (num_particles > 1 or analytic_kl) and type(prior) is StandardNormalPrior:
             self.fused = FusedELBO.of(
-                encoder.trunk, encoder.head, decoder.network, decoder.likelihood
+                encoder.trunk, encoder.head, decoder.network, decoder.likelihood, num_particles
             )
 
     def kl(self, q: Distribution, z: Tensor) -> Tensor:
@@ -120,13 +122,18 @@ class VAE(Autoencoder):
     def _fused_inputs(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """The encoder input and the noise ε, drawn in the order and shape ``loss`` draws them."""
         x_in = self.corrupt(x, generator)
-        shape = (x.shape[0], self.latent_dim)
+        shape: tuple[int, ...] = (x.shape[0], self.latent_dim)
+        if self.num_particles > 1:
+            shape = (self.num_particles, *shape)
         eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
         return x_in, eps
 
-    @staticmethod
-    def _fused_result(objective: Tensor, recon: Tensor, kl: Tensor) -> Loss:
-        metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl), "loss": objective.detach()}
+    def _fused_result(self, objective: Tensor, recon: Tensor, kl: Tensor, bound: Tensor) -> Loss:
+        """The Loss that ``loss`` returns, with the same metrics in the same order."""
+        metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+        if self.num_particles > 1:
+            metrics["iwae"] = bound
+        metrics["loss"] = objective.detach()
         return Loss({"model": objective}, metrics)
 
     def elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
