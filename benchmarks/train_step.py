@@ -8,11 +8,14 @@ One process, interleaved blocks of 40 trainer steps so that the machine's drift 
 variant alike; prints the minimum and median ms/step of each variant as JSON.
 
     python -m benchmarks.train_step --blocks 10
+    python -m benchmarks.train_step --config configs/iwae-paper-vae.toml --particles 5 \
+        --batch-size 100 --threads 1 --warmup-steps 20 --block-steps 20 --blocks 4
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine
+from benchmarks.common import machine, peak_rss_mib
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
 from vaekit.models import VAE
@@ -35,13 +38,20 @@ def main() -> None:
     parser.add_argument("--block-steps", type=int, default=40)
     parser.add_argument("--warmup-steps", type=int, default=600, help="lets subnormals appear")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pytorch-examples.toml")
+    parser.add_argument("--particles", type=int, default=None, help="k (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = load_config(ROOT / "configs" / "pytorch-examples.toml")
+    config = load_config(args.config)
+    if args.particles is not None:
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, num_particles=args.particles)
+        )
     dataset = build_dataset(config.data, config.train.seed)
     order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))
-    batches = order.split(128)
+    batches = order.split(args.batch_size)
     trainers = {}
     for name in ("direct", "fused node", "distributions"):
         torch.manual_seed(0)
@@ -52,7 +62,7 @@ def main() -> None:
         if name == "distributions":
             model.fused = None
         trainers[name] = Trainer(
-            model, dataset, epochs=1, batch_size=128, lr=1e-3, seed=1, progress=False
+            model, dataset, epochs=1, batch_size=args.batch_size, lr=1e-3, seed=1, progress=False
         )
         for i in range(args.warmup_steps):
             trainers[name]._step(batches[i % len(batches)])
@@ -77,9 +87,13 @@ def main() -> None:
     result = {
         "benchmark": "train_step",
         "machine": machine(),
+        "recipe": str(args.config),
+        "num_particles": config.model.num_particles,
+        "batch_size": args.batch_size,
         "ms_per_step": {
             k: {"min": min(v), "median": statistics.median(v)} for k, v in timings.items()
         },
+        "peak_rss_mib": peak_rss_mib(),
     }
     print(json.dumps(result, indent=2))
 

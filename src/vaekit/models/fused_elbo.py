@@ -1,12 +1,22 @@
 """The ELBO of an MLP VAE (Gaussian q, Bernoulli p) with hand-derived gradients.
 
 For the common case — MLP trunk and decoder with ReLU, leaky ReLU or tanh, a Gaussian head, a
-Bernoulli likelihood, one particle, closed-form KL — this module computes the per-datapoint loss
-and its gradients in one pass each way:
+Bernoulli likelihood — this module computes the per-datapoint loss and its gradients in one pass
+each way. With one particle and the closed-form KL:
 
     l = decoder(z), z = loc + σ ε,  recon = Σ_d softplus(l_d) - x_d l_d,
     KL = ½ Σ_j (loc_j² + σ_j² - log σ_j² - 1)                       (Kingma & Welling 2014, B)
     ∂recon/∂l = sigmoid(l) - x,  ∂KL/∂loc = loc,  ∂KL/∂log σ² = ½ (σ² - 1)
+
+With k > 1 particles z_i = loc + σ ε_i, the IWAE bound (Burda et al. 2016, eq. 8) with β on
+the log-ratio:
+
+    a_i = log p(x|z_i) + β (log p(z_i) - log q(z_i|x)),
+    log p(z) - log q(z|x) = ½ (ε² - z² + log σ²)  (summed over latent dimensions),
+    objective = -(logsumexp_i a_i - log k),  ∂objective/∂a_i = -w_i,  w = softmax(a)
+
+so particle i's decoder gradient is w_i (sigmoid(l_i) - x), ∂/∂z_i adds w_i β z_i, and the
+direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q).
 
 Two entry points share that code. ``FusedELBO.__call__`` is one autograd node (for ``VAE.loss``
 under autograd), instead of the ~40 nodes and temporaries of the ``torch.distributions`` path.
