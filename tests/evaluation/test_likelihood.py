@@ -94,13 +94,19 @@ def test_log_likelihood_refuses_no_samples(ppca, num_samples: int) -> None:  # t
         log_likelihood(ppca.model(), _data(ppca, 4), num_samples=num_samples)
 
 
-def test_bernoulli_mlp_fast_path_equals_the_decoder_log_prob(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("hidden", "activation"),
+    [((16,), "relu"), ((16, 9), "tanh"), ((16,), "elu")],  # elu: hidden layers run as modules
+)
+def test_bernoulli_mlp_fast_path_equals_the_decoder_log_prob(  # type: ignore[no-untyped-def]
+    monkeypatch, hidden: tuple[int, ...], activation: str
+) -> None:
     from vaekit.build import build_model
     from vaekit.config import ModelConfig
     from vaekit.evaluation import likelihood
 
     torch.manual_seed(0)
-    cfg = ModelConfig(latent_dim=3, hidden=(16,), likelihood="bernoulli")
+    cfg = ModelConfig(latent_dim=3, hidden=hidden, activation=activation, likelihood="bernoulli")
     model = build_model(cfg, (1, 6, 6)).double().eval()
     x = torch.bernoulli(torch.full((23, 1, 6, 6), 0.3, dtype=torch.float64))
 
@@ -126,6 +132,9 @@ def test_softplus_sum_is_the_sum_of_softplus(width: int) -> None:
     exact = F.softplus(logits.double()).sum(-1)
     torch.testing.assert_close(softplus_sum(logits).double(), exact, rtol=0, atol=2e-3)
     torch.testing.assert_close(softplus_sum(logits.double()), exact, rtol=0, atol=2.1e-9 * width)
+    bias = torch.randn(width, generator=torch.Generator().manual_seed(1))
+    with_bias = F.softplus(logits.double() + bias.double()).sum(-1)
+    torch.testing.assert_close(softplus_sum(logits.double(), bias.double()), with_bias)
 
 
 def test_compiled_log_likelihood_matches_eager() -> None:

@@ -20,6 +20,7 @@ from vaekit.distributions.priors import kl_to_prior
 from vaekit.distributions.sampling import draw
 from vaekit.evaluation.context import EvaluationContext, MetricResult
 from vaekit.models.base import Autoencoder, Decoder
+from vaekit.models.fused_elbo import forward_stack, parse_layers
 from vaekit.nn.mlp import MLPDecoderNet
 
 # Burda, Grosse & Salakhutdinov 2016 evaluate every model with K = 5000.
@@ -114,16 +115,20 @@ def log_likelihood(
     return torch.cat(out)
 
 
-def softplus_sum(logits: Tensor) -> Tensor:
-    """Σ_d softplus(l_d) over the last dimension of ``logits`` [N, P], as the Bernoulli
-    log-likelihood needs it, with one logarithm per group of pixels instead of one per pixel.
+def softplus_sum(logits: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Σ_d softplus(l_d) over the last dimension of ``logits`` [N, P] (plus ``bias`` [P], if
+    given, added first), as the Bernoulli log-likelihood needs it, with one logarithm per group
+    of pixels instead of one per pixel.
 
     softplus(l) = max(l, 0) + log(1 + e^{-|l|}); the logarithms of a group of g pixels are summed
     as the log of a product of g factors in (1, 2], which cannot overflow for g <= 64. Σ max(l, 0)
     = ½ (Σ l + Σ |l|). Accuracy: as float32 summation (within 1e-4 nats on 784 pixels; tested).
     Eagerly this is several passes, about as fast as ``F.softplus(l).sum(-1)``; under
-    ``torch.compile`` they fuse into one pass with one exp per pixel and no per-pixel log.
+    ``torch.compile`` they fuse into one pass with one exp per pixel and no per-pixel log, and
+    the bias costs nothing there (with ``addmm`` it was a copy of the whole output).
     """
+    if bias is not None:
+        logits = logits + bias
     n, p = logits.shape
     groups = next((g for g in range(64, 7, -1) if p % g == 0), None)
     if groups is None:
@@ -133,33 +138,35 @@ def softplus_sum(logits: Tensor) -> Tensor:
     return 0.5 * (logits.sum(-1) + magnitude.sum(-1)) + factors.prod(1).log().sum(-1)
 
 
-def _compiled_softplus_sum() -> Callable[[Tensor], Tensor]:
+def _compiled_softplus_sum() -> Callable[[Tensor, Tensor | None], Tensor]:
     """``softplus_sum`` through torch.compile, or eager where no compiler works (with a warning)."""
     compiled = torch.compile(softplus_sum, dynamic=False)
 
-    def run(logits: Tensor) -> Tensor:
+    def run(logits: Tensor, bias: Tensor | None = None) -> Tensor:
         nonlocal compiled
         try:
-            return compiled(logits)
+            return compiled(logits, bias)
         except Exception as error:  # inductor needs a C++ compiler; eager is the same maths
             warnings.warn(
                 f"torch.compile failed ({type(error).__name__}); evaluating eagerly", stacklevel=2
             )
             compiled = softplus_sum
-            return softplus_sum(logits)
+            return softplus_sum(logits, bias)
 
     return run
 
 
 def _bernoulli_linear_log_px(
-    decoder: Decoder, x: Tensor, reduce: Callable[[Tensor], Tensor]
+    decoder: Decoder, x: Tensor, reduce: Callable[[Tensor, Tensor | None], Tensor]
 ) -> Callable[[Tensor], Tensor] | None:
     """log p(x|z) [k, B] for z [k, B, D] when p(x|z) is Bernoulli with logits l = h Wᵀ + b from a
     final Linear layer (MLP decoders); None for other decoders.
 
     log p(x|z) = Σ_d x_d l_d - softplus(l_d), and Σ_d x_d l_d = h · (x W) + x · b needs no pass
     over the [k·B, C·H·W] logits: x W [B, H] is made once per batch. Only Σ_d softplus(l_d)
-    (``reduce``) is elementwise. Same value as ``decoder(z).log_prob(x)`` up to float rounding.
+    (``reduce``, which also adds the bias b) is elementwise. Hidden layers that fused_elbo.py can
+    parse run with in-place activations. Same value as ``decoder(z).log_prob(x)`` up to float
+    rounding.
     """
     network = decoder.network
     if type(decoder.likelihood) is not BernoulliLikelihood or not isinstance(
@@ -169,7 +176,10 @@ def _bernoulli_linear_log_px(
     *hidden, last = network.layers
     if type(last) is not nn.Linear:
         return None
-    trunk = nn.Sequential(*hidden)
+    layers = parse_layers(hidden) if hidden else []
+    trunk: Callable[[Tensor], Tensor] = (
+        nn.Sequential(*hidden) if layers is None else lambda h: forward_stack(layers, h)[-1]
+    )
     x_flat = x.reshape(x.shape[0], -1)  # [B, C·H·W]
     x_weight = x_flat @ last.weight  # [B, H]
     x_bias = x_flat @ last.bias  # [B]
@@ -177,7 +187,7 @@ def _bernoulli_linear_log_px(
     def log_px(z: Tensor) -> Tensor:
         k, b = z.shape[:2]
         h = trunk(z.reshape(k * b, -1))  # [k·B, H]
-        softplus_total = reduce(torch.addmm(last.bias, h, last.weight.t()))  # [k·B]
+        softplus_total = reduce(torch.mm(h, last.weight.t()), last.bias)  # [k·B]
         x_dot_logits = torch.einsum("kbh,bh->kb", h.view(k, b, -1), x_weight) + x_bias
         return x_dot_logits - softplus_total.view(k, b)
 

@@ -58,22 +58,22 @@ def _activation(module: nn.Module) -> tuple[str, float] | None:
 
 
 @dataclass(frozen=True)
-class _Layer:
+class Layer:
     linear: nn.Linear
     activation: str | None = None  # None: no activation after this Linear
     slope: float = 0.0  # leaky ReLU's negative slope
 
 
-def _layers(modules: Iterable[nn.Module]) -> list[_Layer] | None:
+def parse_layers(modules: Iterable[nn.Module]) -> list[Layer] | None:
     """Linear (+ supported activation) pairs, or None if anything else is in the stack."""
-    layers: list[_Layer] = []
+    layers: list[Layer] = []
     for module in modules:
         if isinstance(module, nn.Flatten):
             continue
         if type(module) is nn.Linear:
-            layers.append(_Layer(module))
+            layers.append(Layer(module))
         elif layers and layers[-1].activation is None and (found := _activation(module)):
-            layers[-1] = _Layer(layers[-1].linear, *found)
+            layers[-1] = Layer(layers[-1].linear, *found)
         else:
             return None
     return layers
@@ -83,10 +83,10 @@ def _layers(modules: Iterable[nn.Module]) -> list[_Layer] | None:
 class FusedELBO:
     """The fused objective for one model; build it with ``FusedELBO.of`` (None if unsupported)."""
 
-    trunk: list[_Layer]
+    trunk: list[Layer]
     loc: nn.Linear
     log_var: nn.Linear
-    decoder: list[_Layer]
+    decoder: list[Layer]
     particles: int = 1  # k: 1 is the ELBO with the closed-form KL, k > 1 the IWAE bound
 
     @classmethod
@@ -108,7 +108,7 @@ class FusedELBO:
             and type(likelihood) is BernoulliLikelihood
         ):
             return None
-        trunk_layers, decoder_layers = _layers(trunk.layers), _layers(network.layers)
+        trunk_layers, decoder_layers = parse_layers(trunk.layers), parse_layers(network.layers)
         if not trunk_layers or not decoder_layers or decoder_layers[-1].activation is not None:
             return None
         return cls(trunk_layers, head.loc, head.log_var, decoder_layers, int(num_particles))
@@ -175,7 +175,7 @@ def _grad_buffers(params: list[Tensor]) -> list[Tensor]:
     return [p.grad for p in params if p.grad is not None]
 
 
-def _activate(h: Tensor, layer: _Layer) -> Tensor:
+def _activate(h: Tensor, layer: Layer) -> Tensor:
     if layer.activation == "relu":
         return h.relu_()
     if layer.activation == "tanh":
@@ -185,7 +185,7 @@ def _activate(h: Tensor, layer: _Layer) -> Tensor:
     return h
 
 
-def _activation_backward(grad: Tensor, y: Tensor, layer: _Layer) -> Tensor:
+def _activation_backward(grad: Tensor, y: Tensor, layer: Layer) -> Tensor:
     """The gradient before the activation, from the one after it and the activation's output y."""
     if layer.activation == "relu":
         return torch.ops.aten.threshold_backward(grad, y, 0)
@@ -196,7 +196,7 @@ def _activation_backward(grad: Tensor, y: Tensor, layer: _Layer) -> Tensor:
     return grad
 
 
-def _forward_stack(layers: list[_Layer], h: Tensor) -> list[Tensor]:
+def forward_stack(layers: list[Layer], h: Tensor) -> list[Tensor]:
     """Outputs of every layer (after its activation), inputs first: [h, y_1, ..., y_L]."""
     outputs = [h]
     for layer in layers:
@@ -206,7 +206,7 @@ def _forward_stack(layers: list[_Layer], h: Tensor) -> list[Tensor]:
 
 
 def _backward_stack(
-    layers: list[_Layer],
+    layers: list[Layer],
     outputs: list[Tensor],
     grad: Tensor,
     grads: list[Tensor],
@@ -244,14 +244,14 @@ def _forward(
     """(objective, recon, KL, bound, saved tensors) of one batch; see ``FusedELBO.__call__``."""
     b = x.shape[0]
     target = x.reshape(b, -1)
-    trunk = _forward_stack(plan.trunk, x_in.reshape(b, -1))
+    trunk = forward_stack(plan.trunk, x_in.reshape(b, -1))
     h = trunk[-1]
     loc = torch.addmm(plan.loc.bias, h, plan.loc.weight.t())  # [B, D]
     log_var_raw = torch.addmm(plan.log_var.bias, h, plan.log_var.weight.t())
     log_var = log_var_raw.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
     scale = torch.exp(0.5 * log_var)
     z = torch.addcmul(loc, scale, eps)  # as draw(): loc + scale · eps, [B, D] or [k, B, D]
-    decoder = _forward_stack(plan.decoder, z.reshape(-1, z.shape[-1]))
+    decoder = forward_stack(plan.decoder, z.reshape(-1, z.shape[-1]))
     variance = scale * scale
     in_range = (log_var_raw >= LOG_VAR_MIN) & (log_var_raw <= LOG_VAR_MAX)
     if plan.particles == 1:
