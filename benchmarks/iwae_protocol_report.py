@@ -79,22 +79,14 @@ def main() -> None:
         for i, (label, run) in enumerate(runs.items()):
             color = f"C{i}"
             kind = run["val_bound_kind"]
-            ax.plot(
-                run["epochs"], run["val_bound"], color=color, label=f"{label}: validation {kind}"
-            )
+            label_text = f"{label}: validation {kind}"
+            if "test_nll" in run:
+                label_text += f"; test NLL {run['test_nll']:.2f}"
+            ax.plot(run["epochs"], run["val_bound"], color=color, label=label_text)
             if "paper_test_nll" in run:
                 ax.axhline(run["paper_test_nll"], color=color, linestyle="--", linewidth=1)
             if "test_nll" in run:
-                last = run["epochs"][-1]
-                ax.plot([last], [run["test_nll"]], "o", color=color)
-                ax.annotate(
-                    f"test {run['test_nll']:.2f}",
-                    (last, run["test_nll"]),
-                    textcoords="offset points",
-                    xytext=(-8, 6),
-                    ha="right",
-                    color=color,
-                )
+                ax.plot([run["epochs"][-1]], [run["test_nll"]], "o", color=color)
         lows = [min(run["val_bound"]) for run in runs.values()]
         lows += [
             run[k] for run in runs.values() for k in ("test_nll", "paper_test_nll") if k in run
