@@ -25,11 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from benchmarks.common import machine
+from vaekit.experiment import read_metrics
+from vaekit.runtime import RunDir
 
 
 def load_run(run: Path) -> dict[str, Any]:
     """Per-epoch validation bounds and the test NLL (if evaluated) of one run."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(RunDir(run))
     bound_key = "val/iwae" if "val/iwae" in rows[0] else "val/elbo"
     out: dict[str, Any] = {
         "run": str(run),

@@ -230,15 +230,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    import json
-
+    from vaekit.experiment import read_metrics
     from vaekit.figures import render_run_figures
 
     run = load_run(args.run, device=_device(args))
     dataset = build_dataset(run.config.data, run.config.train.seed)
-    history = []
-    if run.dir.metrics.is_file():
-        history = [json.loads(line) for line in run.dir.metrics.read_text().splitlines() if line]
+    history = read_metrics(run.dir)
     for path in render_run_figures(run.model, dataset, run.dir, history, seed=args.seed):
         print(f"wrote {path}")
     return 0

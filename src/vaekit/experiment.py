@@ -52,6 +52,13 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
     return run
 
 
+def read_metrics(run: RunDir) -> list[dict[str, float]]:
+    """The per-epoch rows of metrics.jsonl ([] if the run has none yet)."""
+    if not run.metrics.is_file():
+        return []
+    return [json.loads(line) for line in run.metrics.read_text().splitlines() if line]
+
+
 def write_metrics(run: RunDir, history: Sequence[dict[str, float]]) -> None:
     """Rewrite metrics.jsonl from the history (atomic; resume-safe)."""
     text = "".join(json.dumps(record) + "\n" for record in history)
