@@ -116,3 +116,27 @@ def test_training_flushes_subnormals_and_restores_the_default_after() -> None:
     with flush_denormals():
         assert (tiny * 1.0).item() == 0.0
     assert (tiny * 1.0).item() != 0.0
+
+
+def test_subnormals_are_flushed_on_every_intra_op_thread() -> None:
+    """The flag is per thread: a kernel split over two threads must flush on both halves,
+    also when the worker threads were started before the flush (as in any training run)."""
+    import threading
+
+    from vaekit.runtime import flush_denormals, on_every_thread
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.full((1 << 20,), 1e-30)  # x · 1e-10 = 1e-40 is subnormal in float32
+        assert int((x * 1e-10 != 0).sum()) == x.numel()  # the team is running, unflushed
+        with flush_denormals():
+            assert int((x * 1e-10 != 0).sum()) == 0
+        assert int((x * 1e-10 != 0).sum()) == x.numel()
+        seen: set[int] = set()
+        if on_every_thread(lambda: seen.add(threading.get_native_id())):
+            assert len(seen) == 2 and threading.get_native_id() in seen
+        else:  # no GNU OpenMP team to reach: the caller's thread only
+            assert seen == {threading.get_native_id()}
+    finally:
+        torch.set_num_threads(threads)
