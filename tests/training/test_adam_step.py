@@ -46,6 +46,8 @@ def test_direct_steps_equal_optimizer_steps_bitwise(options: dict) -> None:
         grads = [torch.randn(p.shape, generator=generator) for p in params]
         if step == 5:
             grads[2] = None  # a parameter without a gradient is left alone
+        if step == 6:
+            grads[1] = None  # ... also beside one with a gradient in its group
         found_inf = torch.tensor(float(step in (3, 4)))  # two skipped steps
         for p, t, g in zip(params, twins, grads, strict=True):
             p.grad = None if g is None else g.clone()
@@ -63,6 +65,39 @@ def test_direct_steps_equal_optimizer_steps_bitwise(options: dict) -> None:
         for key, value in opt.state[p].items():
             assert torch.equal(value, twin_opt.state[t][key]), key
     assert int(opt.state[params[0]]["step"]) == 6  # 8 steps, 2 skipped
+    assert int(twin_opt.state[twins[1]]["step"]) == 5  # and one without a gradient
+
+
+def test_step_counts_share_storage_and_survive_a_save_and_load(tmp_path) -> None:
+    """The counts become elements of one tensor (one op per step); state_dict, torch.save with
+    weights_only loading, and load_state_dict into a fresh optimiser keep every value exact."""
+    params, opt, twins, twin_opt = _pair()
+    generator = torch.Generator().manual_seed(2)
+
+    def step(count: int) -> None:
+        for _ in range(count):
+            for p, t in zip(params, twins, strict=True):
+                p.grad = torch.randn(p.shape, generator=generator)
+                t.grad = p.grad.clone()
+            opt.step()
+            if not fused_adam_step(twin_opt):
+                twin_opt.step()
+
+    step(3)
+    counts = [twin_opt.state[t]["step"] for t in twins[:2]]  # group 0
+    assert counts[0]._base is not None and counts[0]._base is counts[1]._base
+    torch.save(twin_opt.state_dict(), tmp_path / "opt.pt")
+    fresh = torch.optim.Adam(
+        [{"params": twins[:2]}, {"params": twins[2:], "lr": 0.3}], lr=0.01, fused=True
+    )
+    fresh.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
+    twin_opt = fresh
+    step(3)
+    for p, t in zip(params, twins, strict=True):
+        assert torch.equal(p, t)
+        for key, value in opt.state[p].items():
+            assert torch.equal(value, twin_opt.state[t][key]), key
+    assert [int(twin_opt.state[t]["step"]) for t in twins] == [6, 6, 6]
 
 
 def test_it_declines_where_step_would_do_more() -> None:

@@ -28,6 +28,7 @@ _STATE_KEYS = ("exp_avg", "exp_avg_sq", "step")
 
 class _Call(NamedTuple):
     tensors: list[list[Tensor]]  # params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
+    counts: Tensor  # [len(steps)]: the step counts, of which ``steps`` are the elements
     hyper: dict[str, Any]  # the kernel's keyword arguments
     decoupled: bool  # AdamW's weight decay
 
@@ -40,12 +41,11 @@ def fused_adam_step(optimizer: torch.optim.Optimizer, found_inf: Tensor | None =
     if calls is None:
         return False
     for call in calls:
-        steps = call.tensors[-1]
-        torch._foreach_add_(steps, 1)
+        call.counts.add_(1)  # every count at once (foreach on the CPU is one op per tensor)
         kernel = torch._fused_adamw_ if call.decoupled else torch._fused_adam_
         kernel(*call.tensors, **call.hyper, grad_scale=None, found_inf=found_inf)
         if found_inf is not None:
-            torch._foreach_sub_(steps, [found_inf] * len(steps))
+            call.counts.sub_(found_inf)
     return True
 
 
@@ -97,5 +97,35 @@ def _plan(optimizer: torch.optim.Optimizer) -> list[_Call] | None:
             "eps": float(group["eps"]),
             "maximize": bool(group["maximize"]),
         }
-        calls.append(_Call(columns, hyper, bool(group.get("decoupled_weight_decay", False))))
+        counts = _shared_counts(optimizer, params, columns[-1])
+        calls.append(
+            _Call(columns, counts, hyper, bool(group.get("decoupled_weight_decay", False)))
+        )
     return calls
+
+
+def _shared_counts(
+    optimizer: torch.optim.Optimizer, params: list[Tensor], steps: list[Tensor]
+) -> Tensor:
+    """One tensor whose elements are ``steps``, in order; ``steps`` (and the state) are made
+    views of it where they are not yet (after the first step or a ``load_state_dict``).
+
+    Each parameter keeps its own 0-dim ``state["step"]``, as ``state_dict`` and ``step()``
+    expect; they merely share storage, so that counting a step is one operation.
+    """
+    base = steps[0]._base
+    if (
+        base is not None
+        and base.dim() == 1
+        and base.numel() == len(steps)
+        and all(
+            s._base is base and s.storage_offset() == base.storage_offset() + i * base.stride(0)
+            for i, s in enumerate(steps)
+        )
+    ):
+        return base
+    counts = torch.stack(steps)
+    for i, p in enumerate(params):
+        steps[i] = counts[i]
+        optimizer.state[p]["step"] = steps[i]
+    return counts
