@@ -106,17 +106,23 @@ _TEAM_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 @functools.cache
 def _libgomp() -> ctypes.CDLL | None:
-    """The GNU OpenMP runtime that torch loaded (the same thread pool), or None."""
+    """The GNU OpenMP runtime that torch loaded (the same thread pool), or None.
+
+    Other packages load their own copies (scikit-learn bundles one), each with its own threads:
+    the one in torch's own lib folder is taken, else the only one loaded, else none.
+    """
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
     try:
         maps = Path("/proc/self/maps").read_text().split()
     except OSError:
         return None  # not Linux
-    path = next((p for p in maps if "/libgomp" in p and p.startswith("/")), None)
-    if path is None:
+    loaded = sorted({p for p in maps if p.startswith("/") and "/libgomp" in p})
+    torch_lib = str(Path(torch.__file__).parent / "lib") + os.sep
+    own = [p for p in loaded if p.startswith(torch_lib)]
+    if len(own) != 1 and len(loaded) != 1:
         return None
-    gomp = ctypes.CDLL(path)  # already loaded: the same handle and pool
+    gomp = ctypes.CDLL((own or loaded)[0])  # already loaded: the same handle and pool
     gomp.GOMP_parallel.argtypes = [_TEAM_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
     gomp.GOMP_parallel.restype = None
     return gomp

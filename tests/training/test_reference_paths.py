@@ -120,8 +120,11 @@ def test_training_flushes_subnormals_and_restores_the_default_after() -> None:
 
 def test_subnormals_are_flushed_on_every_intra_op_thread() -> None:
     """The flag is per thread: a kernel split over two threads must flush on both halves,
-    also when the worker threads were started before the flush (as in any training run)."""
+    also when the worker threads were started before the flush (as in any training run), and
+    with another OpenMP runtime loaded beside torch's (scikit-learn bundles its own)."""
     import threading
+
+    import sklearn.utils._openmp_helpers  # noqa: F401  (loads scikit-learn's libgomp)
 
     from vaekit.runtime import flush_denormals, on_every_thread
 
