@@ -31,7 +31,8 @@ from vaekit.samplers import (
     interpolate_images,
 )
 from vaekit.samplers.markov_chain import STARTS
-from vaekit.training.trainer import TrainingDiverged, TrainingInterrupted
+from vaekit.training.rollback import TrainingDiverged
+from vaekit.training.trainer import TrainingInterrupted
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -24,8 +24,9 @@ from vaekit.data.base import Dataset
 from vaekit.models import Autoencoder, Loss
 from vaekit.training.checkpoint import load_training_state
 from vaekit.training.guard import all_finite, clone_tree
+from vaekit.training.rollback import TrainingDiverged
 from vaekit.training.schedules import learning_rate
-from vaekit.training.trainer import Trainer, TrainingDiverged
+from vaekit.training.trainer import Trainer
 
 STEPS_PER_EPOCH = 5  # tiny: 240 training digits in batches of 50
 
@@ -128,7 +129,9 @@ def test_a_bad_step_changes_nothing_and_is_counted(
             old, new = after[step]["model"], after[step + 1]["model"]
             assert any(not torch.equal(old[k], new[k]) for k in old), f"step {step}"
     assert trainer.guard.skipped == len(bad)
-    assert trainer.rollbacks == 0 and trainer.lr_scale == 1.0  # skipped, not repaired later
+    assert (
+        trainer.rollback.count == 0 and trainer.rollback.lr_scale == 1.0
+    )  # skipped, not repaired later
     assert [r["skipped_steps"] for r in trainer.history] == [2.0, 3.0]
     assert all(all_finite(list(s["model"].values())) for s in after.values())
     assert all(torch.isfinite(torch.tensor(v)) for r in trainer.history for v in r.values())
@@ -154,7 +157,7 @@ def test_consecutive_bad_steps_roll_back_with_half_the_learning_rate(
     )
     trainer.fit()
     tally("faults_injected", 3)
-    assert trainer.rollbacks == 1 and trainer.lr_scale == 0.5
+    assert trainer.rollback.count == 1 and trainer.rollback.lr_scale == 0.5
     # The host looked at step 9 (every max_bad_steps), saw the run of 3 and restored the
     # checkpoint of step 5, the last good state, before saving step 9.
     assert sorted(saved) == [5, 9, 10]
@@ -184,7 +187,7 @@ def test_too_many_rollbacks_stop_the_run_with_a_clear_message(
     with pytest.raises(TrainingDiverged, match=r"training diverged: .* after 2 rollback\(s\)"):
         trainer.fit()
     tally("faults_injected", trainer.guard.skipped)
-    assert trainer.rollbacks == 2 and trainer.lr_scale == 0.25
+    assert trainer.rollback.count == 2 and trainer.rollback.lr_scale == 0.25
     assert all(all_finite(list(s["model"].values())) for s in saved)
     tally("faults_survived", trainer.guard.skipped)  # a clean stop, every checkpoint finite
 
@@ -228,7 +231,7 @@ def test_non_finite_parameters_are_never_saved(
     )
     trainer.fit()
     tally("faults_injected")
-    assert len(saved) == 3 and trainer.rollbacks == 1
+    assert len(saved) == 3 and trainer.rollback.count == 1
     assert_trees_equal(saved[1]["model"], saved[0]["model"])  # epoch 2 rolled back to epoch 1
     for state in saved:
         assert all_finite(list(state["model"].values()))

@@ -1,5 +1,6 @@
 """Training: the one loop, its schedules and the checkpoint files."""
 
-from vaekit.training.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from vaekit.training.rollback import TrainingDiverged
+from vaekit.training.trainer import Trainer, TrainingInterrupted
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted"]

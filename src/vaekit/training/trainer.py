@@ -33,19 +33,10 @@ from vaekit.models.base import Autoencoder
 from vaekit.runtime import flush_denormals
 from vaekit.training.adam_step import fused_adam_step
 from vaekit.training.distributed import World, current_world
-from vaekit.training.guard import (
-    MASKABLE_DEVICES,
-    NonFiniteGuard,
-    all_finite,
-    clone_tree,
-    grads_finite,
-)
+from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, grads_finite
+from vaekit.training.rollback import Rollback
 from vaekit.training.schedules import kl_weight, learning_rate
 from vaekit.training.stop import StopRequests, TrainingInterrupted
-
-
-class TrainingDiverged(Exception):
-    """Training produced non-finite values too often; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -112,7 +103,7 @@ class Trainer:
         self.grad_clip, self.seed = grad_clip, seed
         if max_bad_steps < 1 or max_rollbacks < 0 or (checkpoint_every or 1) < 1:
             raise ValueError("max_bad_steps and checkpoint_every must be >= 1, max_rollbacks >= 0")
-        self.max_bad_steps, self.max_rollbacks = max_bad_steps, max_rollbacks
+        self.max_bad_steps = max_bad_steps
         self.checkpoint_every = checkpoint_every
         progress = sys.stderr.isatty() if progress is None else progress
         self.progress = progress and self.world.is_main
@@ -148,12 +139,10 @@ class Trainer:
         self.numpy_rng = np.random.default_rng(seed)
         self.cursor = Cursor()
         self.history: list[dict[str, float]] = []
-        self.lr_scale = 1.0
-        self.rollbacks = 0
+        self.rollback = Rollback(self.model, self.optimizers, max_rollbacks)
         self.guard = NonFiniteGuard(self.device)
         self._sums: dict[str, Tensor] = {}
         self._count = torch.zeros((), dtype=torch.int64, device=self.device)  # datapoints summed
-        self._good: dict[str, Any] | None = None
         self.stops = StopRequests()
 
     # ----------------------------------------------------------------- state
@@ -172,9 +161,9 @@ class Trainer:
             "history": list(self.history),
             "sums": {k: v.detach().clone() for k, v in self._sums.items()},
             "count": int(self._count),
-            "lr_scale": self.lr_scale,
+            "lr_scale": self.rollback.lr_scale,
             "guard": self.guard.state_dict(),
-            "rollbacks": self.rollbacks,
+            "rollbacks": self.rollback.count,
             "rng": {
                 "generator": self.generator.get_state(),
                 "torch": torch.get_rng_state(),
@@ -219,7 +208,8 @@ class Trainer:
             self._sums = {k: v.to(self.device) for k, v in own["sums"].items()}
             self._count.fill_(int(own["count"]))
             self.guard.load_state_dict(state["guard"])
-            self.lr_scale, self.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
+            self.rollback.lr_scale = float(state["lr_scale"])
+            self.rollback.count = int(state["rollbacks"])
             rng = own["rng"]
             self.generator.set_state(rng["generator"])
             torch.set_rng_state(rng["torch"])
@@ -232,13 +222,13 @@ class Trainer:
                 f"({type(error).__name__}: {detail}); it was written for another architecture "
                 "or config. Resume with the run's own config.json or start a new run."
             ) from None
-        self._good = None  # fit() snapshots the loaded state as the rollback target
+        self.rollback.forget()  # fit() keeps the loaded state as the rollback target
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> list[dict[str, float]]:
         """Train until ``epochs`` are done; returns the per-epoch metric rows."""
-        if self._good is None:
-            self._good = self._snapshot()  # the rollback target until the next checkpoint
+        if not self.rollback.has_target:
+            self.rollback.keep()  # the rollback target until the next checkpoint
         with self.stops.installed(), flush_denormals():
             while self.cursor.epoch < self.epochs:
                 self._train_epoch()
@@ -288,7 +278,7 @@ class Trainer:
         x = torch.index_select(self.train_x, 0, index if len(index) else global_index[:1])
         if self.dataset.binarize == "dynamic":
             x = torch.bernoulli(x, generator=self.generator)  # fresh pixels every epoch
-        lr = self.lr_scale * learning_rate(
+        lr = self.rollback.lr_scale * learning_rate(
             self.cursor.step,
             self.total_steps,
             lr=self.lr,
@@ -338,38 +328,20 @@ class Trainer:
         """Read the device-side counters (the guard's one host sync) and roll back if needed."""
         worst = self.guard.worst_run()
         if worst >= self.max_bad_steps:
-            self._rollback(f"{worst} consecutive steps with a non-finite loss or gradient")
+            self._go_back(f"{worst} consecutive steps with a non-finite loss or gradient")
 
     def _verify(self) -> None:
         """Act on the counters, then make sure no parameter or moment is NaN or infinite."""
         # BatchNorm statistics differ by rank; use rank 0's, as DDP's broadcast_buffers does.
         self.world.broadcast_(list(self.model.buffers()))
         self._check_guard()
-        tensors = list(self.model.state_dict().values())
-        for opt in self.optimizers.values():
-            for param_state in opt.state.values():
-                tensors += [v for v in param_state.values() if isinstance(v, Tensor)]
-        if not all_finite(tensors):
-            self._rollback("the parameters or optimiser state became non-finite")
+        if not self.rollback.state_is_finite():
+            self._go_back("the parameters or optimiser state became non-finite")
 
-    def _rollback(self, reason: str) -> None:
+    def _go_back(self, reason: str) -> None:
         """Restore the last checkpointed model and optimisers with half the learning rate."""
-        if self.rollbacks >= self.max_rollbacks or self._good is None:
-            raise TrainingDiverged(
-                f"training diverged: {reason}, after {self.rollbacks} rollback(s) to the last "
-                "good state with a halved learning rate; lower train.lr, set train.grad_clip, "
-                "or check the data. The last good checkpoint is kept."
-            )
-        self.model.load_state_dict(self._good["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(clone_tree(self._good["optimizers"][name]))
-        self.rollbacks += 1
-        self.lr_scale *= 0.5
+        self.rollback.go_back(reason)  # or raise TrainingDiverged
         self.guard.reset_run()
-
-    def _snapshot(self) -> dict[str, Any]:
-        optimizers = {k: opt.state_dict() for k, opt in self.optimizers.items()}
-        return clone_tree({"model": self.model.state_dict(), "optimizers": optimizers})
 
     def _end_epoch(self) -> dict[str, float]:
         self._verify()  # no metrics or checkpoint of non-finite parameters
@@ -378,7 +350,7 @@ class Trainer:
         record: dict[str, float] = {"epoch": float(self.cursor.epoch + 1)}
         record.update({f"train/{k}": float(v) / count for k, v in self._sums.items()})
         record.update({f"val/{k}": v for k, v in self.evaluate(self.dataset.val).items()})
-        record["lr"] = self.lr_scale * learning_rate(
+        record["lr"] = self.rollback.lr_scale * learning_rate(
             self.cursor.step,
             self.total_steps,
             lr=self.lr,
@@ -416,6 +388,6 @@ class Trainer:
     def _checkpoint(self) -> None:
         """Verify the state, keep it as the rollback target and hand it to ``on_checkpoint``."""
         self._verify()
-        self._good = self._snapshot()
+        self.rollback.keep()
         if self.on_checkpoint is not None:
             self.on_checkpoint(self)
