@@ -7,6 +7,7 @@ measured in the same run, and peak memory.
 
     python -m benchmarks.train_throughput --epochs 3
     python -m benchmarks.train_throughput --epochs 3 --device cuda   # benchmark 3, on a GPU
+    python -m benchmarks.train_throughput --epochs 3 --device cuda --precision bfloat16
 
 On a GPU both loops run there (the canonical one moves each batch, as the script does) and the
 JSON adds each loop's CUDA peak allocation.
@@ -103,7 +104,7 @@ def run_canonical(train: Dataset, test: Dataset, epochs: int, device: str) -> di
     return {"epoch_seconds": epoch_seconds, "test_loss": test_losses}
 
 
-def run_vaekit(epochs: int, device: str) -> dict[str, object]:
+def run_vaekit(epochs: int, device: str, precision: str = "float32") -> dict[str, object]:
     config = load_config(ROOT / "configs" / "pytorch-examples.toml")
     dataset = build_dataset(config.data, config.train.seed)
     model = build_model(config.model, dataset.event_shape)
@@ -116,7 +117,7 @@ def run_vaekit(epochs: int, device: str) -> dict[str, object]:
 
     trainer = Trainer(
         model, dataset, epochs=epochs, batch_size=128, lr=1e-3, seed=1, progress=False,
-        eval_batch_size=1000, on_epoch_end=mark, device=device,
+        eval_batch_size=1000, on_epoch_end=mark, device=device, precision=precision,
     )  # fmt: skip
     trainer.fit()
     seconds = [b - a for a, b in itertools.pairwise(marks)]
@@ -129,6 +130,9 @@ def main() -> None:
     parser.add_argument("--skip-canonical", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both loops")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmark 3: GPU path)")
+    parser.add_argument(
+        "--precision", default="float32", choices=["float32", "bfloat16"], help="vaekit's loop"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -143,10 +147,11 @@ def main() -> None:
     flops_per_epoch = 6.0 * params * len(train)  # forward 2, backward 4 FLOPs per weight
     result: dict[str, object] = {"benchmark": "train_throughput", "machine": machine()}
     result["device"] = args.device
+    result["precision_vaekit"] = args.precision
     result["sgemm_gflops"] = sgemm_gflops(device=args.device)
     result["model_flops_per_epoch_gflop"] = flops_per_epoch / 1e9
     result["matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / result["sgemm_gflops"]
-    runs = {"vaekit": run_vaekit(args.epochs, args.device)}
+    runs = {"vaekit": run_vaekit(args.epochs, args.device, args.precision)}
     if args.device != "cpu":
         result["cuda_max_allocated_mib_vaekit"] = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()

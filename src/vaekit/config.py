@@ -81,6 +81,7 @@ class TrainConfig:
     device: str = "auto"
     deterministic: bool = False
     num_threads: int | None = None
+    precision: Literal["float32", "bfloat16"] = "float32"
     checkpoint_every_steps: int | None = None
     max_bad_steps: int = 20
     max_rollbacks: int = 3

@@ -23,6 +23,7 @@ from vaekit.runtime import (
     RunDir,
     choose_device,
     configure_threads,
+    cpu_has_bfloat16,
     seed_everything,
     set_deterministic,
 )
@@ -167,6 +168,13 @@ def _train(
     num_params = sum(p.numel() for p in model.parameters())
     # ~6 FLOPs per parameter per datapoint (forward + backward) for dense layers.
     configure_threads(train_cfg.num_threads, step_flops=6.0 * num_params * train_cfg.batch_size)
+    emulated = device.type == "cpu" and not cpu_has_bfloat16()
+    if train_cfg.precision == "bfloat16" and emulated and log is not None and world.is_main:
+        log(
+            "note: train.precision = bfloat16 on a CPU without AMX or AVX512-BF16 emulates "
+            "bfloat16 and is much slower than float32; it is meant for GPUs (set "
+            "train.precision = float32 here)"
+        )
 
     config_hash = config_sha256(config)
 
@@ -191,6 +199,7 @@ def _train(
         min_lr=train_cfg.min_lr,
         warmup_epochs=train_cfg.warmup_epochs,
         grad_clip=train_cfg.grad_clip,
+        precision=train_cfg.precision,
         eval_batch_size=train_cfg.eval_batch_size,
         seed=train_cfg.seed,
         device=device,

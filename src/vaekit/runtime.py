@@ -128,6 +128,15 @@ def _libgomp() -> ctypes.CDLL | None:
     return gomp
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 natively (x86 AMX or AVX512-BF16 flags; Linux only)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def set_deterministic(enabled: bool) -> None:
     """Ask torch for deterministic kernels (bitwise-repeatable runs for one seed)."""
     # Only on a change: the call imports torch._inductor, seconds of start-up for every run.

@@ -66,6 +66,10 @@ class Trainer:
     process, each step's global batch of ``batch_size × world.size`` is split over the ranks,
     gradients and metrics are summed over ranks, and a stop request takes effect on every rank
     at the same step. ``fit``, ``evaluate`` and ``state_dict`` are then collective calls.
+
+    ``precision="bfloat16"`` computes the training loss under ``torch.autocast`` (bfloat16
+    matmuls and convolutions; weights, gradients, Adam and validation stay float32) and so
+    always goes through autograd: the hand-derived gradients are float32 code.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Trainer:
         min_lr: float = 0.0,
         warmup_epochs: float = 0.0,
         grad_clip: float | None = None,
+        precision: str = "float32",
         eval_batch_size: int = 1000,
         seed: int = 0,
         device: torch.device | str = "cpu",
@@ -101,6 +106,10 @@ class Trainer:
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.lr, self.schedule, self.min_lr = lr, schedule, min_lr
         self.grad_clip, self.seed = grad_clip, seed
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+        # bfloat16: the loss runs under autocast (autograd; float32 weights, gradients and Adam)
+        self.autocast = precision == "bfloat16"
         if max_bad_steps < 1 or max_rollbacks < 0 or (checkpoint_every or 1) < 1:
             raise ValueError("max_bad_steps and checkpoint_every must be >= 1, max_rollbacks >= 0")
         self.max_bad_steps = max_bad_steps
@@ -287,10 +296,15 @@ class Trainer:
         )
         weight = kl_weight(self.cursor.step, self.warmup_steps)
         # Models with hand-derived gradients write them into .grad themselves (no autograd).
-        loss = self.model.loss_and_grad_(x, kl_weight=weight, generator=self.generator, scale=share)
+        loss = None
+        if not self.autocast:
+            loss = self.model.loss_and_grad_(
+                x, kl_weight=weight, generator=self.generator, scale=share
+            )
         direct = loss is not None
         if loss is None:
-            loss = self.model.loss(x, kl_weight=weight, generator=self.generator)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                loss = self.model.loss(x, kl_weight=weight, generator=self.generator)
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
         names = list(loss.objectives)
@@ -320,6 +334,8 @@ class Trainer:
         batch = len(index)
         for key, value in loss.metrics.items():
             # where, not a product with the flag: NaN * 0 is NaN; a skipped step adds nothing.
+            if self.autocast:
+                value = value.float()  # a bfloat16 metric is summed in float32
             self._sums[key] = self._sums.get(key, 0) + torch.where(finite, value, 0.0) * batch
         self._count += finite * batch
 
