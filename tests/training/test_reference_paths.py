@@ -141,5 +141,9 @@ def test_subnormals_are_flushed_on_every_intra_op_thread() -> None:
             assert len(seen) == 2 and threading.get_native_id() in seen
         else:  # no GNU OpenMP team to reach: the caller's thread only
             assert seen == {threading.get_native_id()}
+        torch.set_num_threads(1)
+        seen.clear()
+        assert not on_every_thread(lambda: seen.add(threading.get_native_id()))
+        assert seen == {threading.get_native_id()}  # one thread: the caller, once
     finally:
         torch.set_num_threads(threads)
