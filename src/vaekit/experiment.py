@@ -89,10 +89,24 @@ def write_checkpoint(
         ) from None
 
 
-def config_sha256(config: Config) -> str:
+def config_sha256(config: Config | dict[str, Any]) -> str:
     """A hash of the resolved config, recorded with the run and in every training state."""
-    text = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    tree = config if isinstance(config, dict) else config_to_dict(config)
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded_config_sha256(run: RunDir) -> str:
+    """``config_sha256`` of the config as the run's config.json records it.
+
+    A resumed run is checked against this, not against the config as this vaekit resolves it:
+    a setting added to vaekit since the run started (with a default that keeps the old
+    behaviour) changes the resolved config's hash, and must not make the run unresumable.
+    """
+    meta = read_json(run.config, "run config")
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{str(run.config)!r} is not a vaekit run config")
+    return config_sha256(meta["config"])
 
 
 def check_train_config(config: Config) -> None:
@@ -176,7 +190,7 @@ def _train(
             "train.precision = float32 here)"
         )
 
-    config_hash = config_sha256(config)
+    config_hash = recorded_config_sha256(run) if resume else config_sha256(config)
 
     def checkpoint(trainer: Trainer) -> None:
         state = {**trainer.state_dict(), "config_sha256": config_hash}  # collective

@@ -22,6 +22,7 @@ from reliability_helpers import (
 )
 
 import vaekit.experiment
+import vaekit.runs
 from vaekit.config import Config
 from vaekit.models import MODELS
 from vaekit.training.checkpoint import load_training_state, save_training_state
@@ -100,6 +101,7 @@ SCENARIOS = {
 RESUME_CHILD = """
 import sys
 import vaekit.experiment
+import vaekit.runs
 vaekit.experiment.render_run_figures = lambda *a, **k: []
 from vaekit.cli import main
 raise SystemExit(max(main(["train", "--resume", run, "--quiet"]) for run in sys.argv[1:]))
@@ -159,3 +161,34 @@ def test_resume_without_the_rng_state_diverges(
     ours = load_training_state(out / "training_state.pt")["model"]
     theirs = load_training_state(reference["vae"] / "training_state.pt")["model"]
     assert any(not torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_run_started_before_a_setting_existed_resumes_exactly(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_figures: None,
+    reference: dict[str, Path],
+    recipe: list[str],
+    tally: Callable,
+) -> None:
+    """A vaekit upgrade that adds a setting (with a default that keeps the old behaviour) must
+    not strand runs begun before it: their config.json and state hash lack the new key."""
+    tally("faults_injected")
+    config = tiny_config(*recipe, "model.kind=vae")
+    out = tmp_path / "run"
+    real = vaekit.experiment.config_to_dict
+
+    def without_precision(config: Config) -> dict:  # what an older vaekit wrote and hashed
+        tree = real(config)
+        del tree["train"]["precision"]
+        return tree
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vaekit.experiment, "config_to_dict", without_precision)
+        patch.setattr(vaekit.runs, "config_to_dict", without_precision)
+        train_until(config, out, (1, 1), patch)
+    assert "precision" not in (out / "config.json").read_text()
+    vaekit.experiment.train(config, out, resume=True, progress=False)
+    for name in ("metrics.jsonl", "model.safetensors"):
+        assert (out / name).read_bytes() == (reference["vae"] / name).read_bytes()
+    tally("faults_survived")
