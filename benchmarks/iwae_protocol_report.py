@@ -64,6 +64,9 @@ def main() -> None:
         default=[],
         help="LABEL=NLL: a published test NLL for that run's label, drawn as a dashed line",
     )
+    parser.add_argument(
+        "--ymax", type=float, default=140.0, help="top of the plot in nats (lower: zoom on the end)"
+    )
     args = parser.parse_args()
     runs = {}
     for item in args.runs:
@@ -93,7 +96,7 @@ def main() -> None:
         lows += [
             run[k] for run in runs.values() for k in ("test_nll", "paper_test_nll") if k in run
         ]
-        ax.set_ylim(min(lows) - 3, 140)  # the first epochs are far above: show the end closely
+        ax.set_ylim(min(lows) - 3, args.ymax)  # the first epochs are far above: show the end
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats (lower is better)")
