@@ -182,8 +182,8 @@ def _train(
     num_params = sum(p.numel() for p in model.parameters())
     # ~6 FLOPs per parameter per datapoint (forward + backward) for dense layers.
     configure_threads(train_cfg.num_threads, step_flops=6.0 * num_params * train_cfg.batch_size)
-    emulated = device.type == "cpu" and not cpu_has_bfloat16()
-    if train_cfg.precision == "bfloat16" and emulated and log is not None and world.is_main:
+    bfloat16_on_cpu = train_cfg.precision == "bfloat16" and device.type == "cpu"
+    if bfloat16_on_cpu and log is not None and world.is_main and not cpu_has_bfloat16():
         log(
             "note: train.precision = bfloat16 on a CPU without AMX or AVX512-BF16 emulates "
             "bfloat16 and is much slower than float32; it is meant for GPUs (set "
