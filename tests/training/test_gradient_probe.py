@@ -20,7 +20,7 @@ def _views(flat: torch.Tensor) -> list[torch.Tensor]:
 def test_every_element_of_a_flat_buffer_is_checked(bad: float) -> None:
     flat = torch.randn(25)
     grads = _views(flat)
-    assert guard._flat_base(grads) is flat and bool(grads_finite(grads))
+    assert guard.flat_base(grads) is flat and bool(grads_finite(grads))
     for i in range(25):
         flat.normal_()
         flat[i] = bad
@@ -37,7 +37,7 @@ def test_gradients_that_do_not_tile_a_buffer_take_the_norm() -> None:
         "strided": [flat[:24].view(4, 6).t()],
     }
     for name, case in cases.items():
-        assert guard._flat_base(case) is None, name
+        assert guard.flat_base(case) is None, name
         assert bool(grads_finite(case)), name
         case[-1][-1] = float("nan")  # a whole row (or element) of the last gradient
         assert not bool(grads_finite(case)), name

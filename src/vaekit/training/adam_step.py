@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.optim import optimizer as optimizer_module
 
+from vaekit.training.guard import flat_base
+
 _STATE_KEYS = ("exp_avg", "exp_avg_sq", "step")
 
 
@@ -107,22 +109,14 @@ def _plan(optimizer: torch.optim.Optimizer) -> list[_Call] | None:
 def _shared_counts(
     optimizer: torch.optim.Optimizer, params: list[Tensor], steps: list[Tensor]
 ) -> Tensor:
-    """One tensor whose elements are ``steps``, in order; ``steps`` (and the state) are made
-    views of it where they are not yet (after the first step or a ``load_state_dict``).
+    """One tensor that ``steps`` tile exactly (each count one element); ``steps`` (and the state)
+    are made views of it where they are not yet (after the first step or a ``load_state_dict``).
 
     Each parameter keeps its own 0-dim ``state["step"]``, as ``state_dict`` and ``step()``
     expect; they merely share storage, so that counting a step is one operation.
     """
-    base = steps[0]._base
-    if (
-        base is not None
-        and base.dim() == 1
-        and base.numel() == len(steps)
-        and all(
-            s._base is base and s.storage_offset() == base.storage_offset() + i * base.stride(0)
-            for i, s in enumerate(steps)
-        )
-    ):
+    base = flat_base(steps)
+    if base is not None:
         return base
     counts = torch.stack(steps)
     for i, p in enumerate(params):

@@ -71,21 +71,21 @@ def grads_finite(grads: list[Tensor]) -> Tensor:
     norm is. Either can raise a false alarm only for finite gradients whose sum or norm overflows
     float32, and then the step is merely skipped.
     """
-    flat = _flat_base(grads)
+    flat = flat_base(grads)
     if flat is not None:
         return torch.isfinite(flat.sum())
     return torch.isfinite(torch.nn.utils.get_total_norm(grads))
 
 
-def _flat_base(grads: list[Tensor]) -> Tensor | None:
-    """The flat tensor that the gradients, contiguous views of it, tile exactly; else None."""
-    base = grads[0]._base if grads else None
+def flat_base(tensors: list[Tensor]) -> Tensor | None:
+    """The flat tensor that the tensors, contiguous views of it, tile exactly; else None."""
+    base = tensors[0]._base if tensors else None
     if base is None or base.dim() != 1 or not base.is_contiguous():
         return None
-    if not all(g._base is base and g.is_contiguous() for g in grads):
+    if not all(t._base is base and t.is_contiguous() for t in tensors):
         return None
     end = base.storage_offset()
-    for offset, numel in sorted((g.storage_offset(), g.numel()) for g in grads):
+    for offset, numel in sorted((t.storage_offset(), t.numel()) for t in tensors):
         if offset != end:
             return None
         end += numel
