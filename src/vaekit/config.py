@@ -76,6 +76,7 @@ class TrainConfig:
     min_lr: float = 0.0
     warmup_epochs: float = 5.0
     grad_clip: float | None = None
+    ema_decay: float | None = None
     eval_batch_size: int = 1000
     seed: int = 0
     device: str = "auto"

@@ -117,6 +117,12 @@ def check_train_config(config: Config) -> None:
         raise ConfigError(f"train.checkpoint_every_steps must be at least 1, got {every}")
     if train_cfg.max_bad_steps < 1 or train_cfg.max_rollbacks < 0:
         raise ConfigError("train.max_bad_steps must be at least 1 and train.max_rollbacks >= 0")
+    decay = train_cfg.ema_decay
+    if decay is not None and not 0.0 < decay < 1.0:
+        raise ConfigError(
+            f"train.ema_decay must lie strictly between 0 and 1 (e.g. 0.999), got {decay}; "
+            'set it to "none" to train without weight averaging'
+        )
 
 
 def train(
@@ -194,7 +200,8 @@ def _train(
 
     def checkpoint(trainer: Trainer) -> None:
         state = {**trainer.state_dict(), "config_sha256": config_hash}  # collective
-        world.run_on_main(lambda: write_checkpoint(run, trainer.model, state, trainer.history))
+        with trainer.averaged_weights():  # model.safetensors holds the weight average, if any
+            world.run_on_main(lambda: write_checkpoint(run, trainer.model, state, trainer.history))
 
     def report(record: dict[str, float]) -> None:
         if log is not None and world.is_main:
@@ -213,6 +220,7 @@ def _train(
         min_lr=train_cfg.min_lr,
         warmup_epochs=train_cfg.warmup_epochs,
         grad_clip=train_cfg.grad_clip,
+        ema_decay=train_cfg.ema_decay,
         precision=train_cfg.precision,
         eval_batch_size=train_cfg.eval_batch_size,
         seed=train_cfg.seed,
@@ -254,6 +262,8 @@ def _train(
         world.run_on_main(lambda: write_run_config(run, config, dataset.event_shape))
         world.run_on_main(lambda: write_json(run.provenance, info))
     trainer.fit()
+    if trainer.average is not None:
+        trainer.average.copy_to_params()  # the trained model is the weight average
     if not trainer.history or trainer.cursor.epoch == 0:
         world.run_on_main(lambda: save_model(run, trainer.model))
     world.run_on_main(

@@ -35,8 +35,13 @@ RECIPE = (
     "train.schedule=cosine",
     "train.checkpoint_every_steps=3",
 )
-# The adversarial autoencoder has two parameter groups, so two optimisers to restore.
+# The adversarial autoencoder has two parameter groups, so two optimisers to restore; the
+# weight average (train.ema_decay) is one more piece of state.
 KINDS = [kind for kind in ("vae", "aae") if kind in MODELS]
+VARIANTS = {
+    **{kind: (f"model.kind={kind}",) for kind in KINDS},
+    "vae-ema": ("model.kind=vae", "train.ema_decay=0.9"),
+}
 
 
 class Crash(Exception):
@@ -74,10 +79,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory, recipe: list[str]) -> di
     runs = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vaekit.experiment, "render_run_figures", lambda *a, **k: [])
-        for kind in KINDS:
-            out = tmp_path_factory.mktemp("reference") / kind
-            vaekit.experiment.train(tiny_config(*recipe, f"model.kind={kind}"), out, progress=False)
-            runs[kind] = out
+        for variant, overrides in VARIANTS.items():
+            out = tmp_path_factory.mktemp("reference") / variant
+            vaekit.experiment.train(tiny_config(*recipe, *overrides), out, progress=False)
+            runs[variant] = out
     return runs
 
 
@@ -94,6 +99,7 @@ SCENARIOS = {
     "vae-epoch-boundary": ("vae", (1, 0)),
     "vae-mid-epoch": ("vae", (1, 1)),
     **{f"{kind}-mid-epoch": (kind, (1, 1)) for kind in KINDS if kind != "vae"},
+    "vae-ema-mid-epoch": ("vae-ema", (1, 1)),
 }
 
 # Resumes every run named on the command line; the interrupted runs happened in the test
@@ -113,14 +119,15 @@ def resumed(tmp_path_factory: pytest.TempPathFactory, recipe: list[str]) -> dict
     """Each scenario's run, crashed in this process and resumed in a fresh one."""
     runs = {}
     with pytest.MonkeyPatch.context() as patch:
-        for name, (kind, cursor) in SCENARIOS.items():
+        for name, (variant, cursor) in SCENARIOS.items():
             runs[name] = tmp_path_factory.mktemp("resumed") / name
-            train_until(tiny_config(*recipe, f"model.kind={kind}"), runs[name], cursor, patch)
-    for name, (kind, cursor) in SCENARIOS.items():
+            train_until(tiny_config(*recipe, *VARIANTS[variant]), runs[name], cursor, patch)
+    for name, (variant, cursor) in SCENARIOS.items():
         state = load_training_state(runs[name] / "training_state.pt")
         assert (state["cursor"]["epoch"], state["cursor"]["batch"]) == cursor
         assert bool(state["sums"]) == (cursor[1] > 0)  # mid-epoch: partial metric sums saved
-        assert len(state["optimizers"]) == (2 if kind.startswith("aae") else 1)
+        assert len(state["optimizers"]) == (2 if variant.startswith("aae") else 1)
+        assert ("average" in state) == variant.endswith("-ema")
     done = run_child(RESUME_CHILD, *(str(run) for run in runs.values()), timeout=180)
     assert done.returncode == 0, done.stderr
     return runs

@@ -212,27 +212,40 @@ def test_cli_exits_non_zero_when_training_diverges(
     tally("faults_survived", state["guard"]["skipped"])
 
 
+@pytest.mark.parametrize("ema_decay", [None, 0.9], ids=["live", "averaged"])
 def test_non_finite_parameters_are_never_saved(
-    monkeypatch: pytest.MonkeyPatch, tally: Callable
+    ema_decay: float | None, monkeypatch: pytest.MonkeyPatch, tally: Callable
 ) -> None:
-    """A NaN written into a weight mid-epoch: the epoch-end check rolls back instead of saving."""
+    """A NaN written into a weight mid-epoch: the epoch-end check rolls back instead of saving.
+    With weight averaging the NaN reaches the average too, which rolls back with the rest."""
     model, dataset = tiny_model()
     inject(model, {7: "nan-weight"}, monkeypatch)
     saved: list[dict[str, Any]] = []
+
+    def keep(trainer: Trainer) -> None:
+        state = snapshot(trainer)
+        if trainer.average is not None:
+            state["average"] = clone_tree(trainer.average.averages)
+        saved.append(state)
+
     trainer = Trainer(
         model,
         dataset,
         epochs=3,
         batch_size=50,
         lr=3e-3,
+        ema_decay=ema_decay,
         max_bad_steps=100,  # the guard's counters never trigger: only the pre-save check can
         progress=False,
-        on_checkpoint=lambda t: saved.append(snapshot(t)),
+        on_checkpoint=keep,
     )
     trainer.fit()
     tally("faults_injected")
     assert len(saved) == 3 and trainer.rollback.count == 1
     assert_trees_equal(saved[1]["model"], saved[0]["model"])  # epoch 2 rolled back to epoch 1
+    if ema_decay is not None:
+        assert_trees_equal(saved[1]["average"], saved[0]["average"])
+        assert all(all_finite(state["average"]) for state in saved)
     for state in saved:
         assert all_finite(list(state["model"].values()))
         assert all_finite([t for o in state["optimizers"].values() for s in o["state"].values()
@@ -257,15 +270,21 @@ def forbid_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("masked", [True, False], ids=["device-masked", "host-checked"])
+@pytest.mark.parametrize(
+    ("masked", "ema_decay"),
+    [(True, None), (True, 0.9), (False, None)],
+    ids=["device-masked", "device-masked-averaged", "host-checked"],
+)
 def test_the_fast_path_never_reads_the_device(
-    masked: bool, monkeypatch: pytest.MonkeyPatch
+    masked: bool, ema_decay: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not masked:  # the control: the host-checked fallback must trip the detector
         monkeypatch.setattr(vaekit.training.trainer, "MASKABLE_DEVICES", ())
     model, dataset = tiny_model()
     inject(model, {1: "nan-loss", 3: "nan-grad"}, monkeypatch)
-    trainer = Trainer(model, dataset, epochs=1, batch_size=50, lr=3e-3, progress=False)
+    trainer = Trainer(
+        model, dataset, epochs=1, batch_size=50, lr=3e-3, ema_decay=ema_decay, progress=False
+    )
     batches = torch.arange(len(dataset.train)).split(50)
     if masked:
         with forbid_host_reads(monkeypatch):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vaekit.training.averaging import WeightAverage
 from vaekit.training.guard import all_finite, clone_tree
 
 
@@ -23,12 +24,18 @@ class TrainingDiverged(Exception):
 
 
 class Rollback:
-    """The rollback target of ``model`` and ``optimizers``, the rollbacks taken and the lr scale."""
+    """The rollback target of ``model``, ``optimizers`` and the weight ``average`` (if any), the
+    rollbacks taken and the lr scale."""
 
     def __init__(
-        self, model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer], max_rollbacks: int
+        self,
+        model: nn.Module,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        max_rollbacks: int,
+        average: WeightAverage | None = None,
     ):
         self.model, self.optimizers, self.max_rollbacks = model, optimizers, max_rollbacks
+        self.average = average
         self.count = 0
         self.lr_scale = 1.0  # halved by every rollback
         self._target: dict[str, Any] | None = None
@@ -40,7 +47,10 @@ class Rollback:
     def keep(self) -> None:
         """Take the current model and optimiser state (checked finite by the caller) as target."""
         optimizers = {k: opt.state_dict() for k, opt in self.optimizers.items()}
-        self._target = clone_tree({"model": self.model.state_dict(), "optimizers": optimizers})
+        target = {"model": self.model.state_dict(), "optimizers": optimizers}
+        if self.average is not None:
+            target["average"] = self.average.state_dict()
+        self._target = clone_tree(target)
 
     def forget(self) -> None:
         """Drop the target (a loaded state replaces it at the next ``keep``)."""
@@ -52,6 +62,8 @@ class Rollback:
         for opt in self.optimizers.values():
             for param_state in opt.state.values():
                 tensors += [v for v in param_state.values() if isinstance(v, Tensor)]
+        if self.average is not None:
+            tensors += self.average.averages
         return all_finite(tensors)
 
     def go_back(self, reason: str) -> None:
@@ -66,5 +78,7 @@ class Rollback:
         self.model.load_state_dict(self._target["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(clone_tree(self._target["optimizers"][name]))
+        if self.average is not None:
+            self.average.load_state_dict(self._target["average"])
         self.count += 1
         self.lr_scale *= 0.5

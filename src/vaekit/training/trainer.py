@@ -19,6 +19,7 @@ import math
 import random
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,9 @@ from vaekit.errors import CheckpointError
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import flush_denormals
 from vaekit.training.adam_step import fused_adam_step
+from vaekit.training.averaging import WeightAverage
 from vaekit.training.distributed import World, current_world
-from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, grads_finite
+from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, clone_tree, grads_finite
 from vaekit.training.rollback import Rollback
 from vaekit.training.schedules import kl_weight, learning_rate
 from vaekit.training.stop import StopRequests, TrainingInterrupted
@@ -70,6 +72,9 @@ class Trainer:
     ``precision="bfloat16"`` computes the training loss under ``torch.autocast`` (bfloat16
     matmuls and convolutions; weights, gradients, Adam and validation stay float32) and so
     always goes through autograd: the hand-derived gradients are float32 code.
+
+    ``ema_decay`` keeps an exponential moving average of the weights (``averaging.py``):
+    validation and ``averaged_weights()`` use it, training steps the live weights.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class Trainer:
         min_lr: float = 0.0,
         warmup_epochs: float = 0.0,
         grad_clip: float | None = None,
+        ema_decay: float | None = None,
         precision: str = "float32",
         eval_batch_size: int = 1000,
         seed: int = 0,
@@ -148,7 +154,10 @@ class Trainer:
         self.numpy_rng = np.random.default_rng(seed)
         self.cursor = Cursor()
         self.history: list[dict[str, float]] = []
-        self.rollback = Rollback(self.model, self.optimizers, max_rollbacks)
+        self.average = (
+            None if ema_decay is None else WeightAverage(list(self.model.parameters()), ema_decay)
+        )
+        self.rollback = Rollback(self.model, self.optimizers, max_rollbacks, self.average)
         self.guard = NonFiniteGuard(self.device)
         self._sums: dict[str, Tensor] = {}
         self._count = torch.zeros((), dtype=torch.int64, device=self.device)  # datapoints summed
@@ -181,6 +190,8 @@ class Trainer:
             },
             "world_size": self.world.size,
         }
+        if self.average is not None:
+            state["average"] = clone_tree(self.average.state_dict())
         if self.world.size > 1:
             own = {"sums": {k: v.cpu() for k, v in state["sums"].items()}}
             own.update({k: state[k] for k in ("count", "rng")})
@@ -212,6 +223,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
+            if self.average is not None:
+                self.average.load_state_dict(state["average"])
             self.cursor = Cursor(**state["cursor"])
             self.history = list(state["history"])
             self._sums = {k: v.to(self.device) for k, v in own["sums"].items()}
@@ -331,6 +344,8 @@ class Trainer:
             if not (self.masked_step and fused_adam_step(opt, found_inf)):
                 opt.found_inf = found_inf if self.masked_step else None  # type: ignore[attr-defined]
                 opt.step()
+        if self.average is not None:
+            self.average.update()
         batch = len(index)
         for key, value in loss.metrics.items():
             # where, not a product with the flag: NaN * 0 is NaN; a skipped step adds nothing.
@@ -381,12 +396,21 @@ class Trainer:
         self._checkpoint()
         return record
 
+    def averaged_weights(self) -> AbstractContextManager[None]:
+        """A block in which the model holds the weight average (a no-op without ``ema_decay``)."""
+        return nullcontext() if self.average is None else self.average.applied()
+
     @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, float]:
         """Mean per-datapoint metrics (nats) over a split, with a fixed noise seed.
 
-        Distributed, each rank scores a slice of the split and the sums are all-reduced.
+        With ``ema_decay`` set, the weight average is scored. Distributed, each rank scores a
+        slice of the split and the sums are all-reduced.
         """
+        with self.averaged_weights():
+            return self._evaluate(split)
+
+    def _evaluate(self, split: Split) -> dict[str, float]:
         self.model.eval()
         generator = torch.Generator(self.device).manual_seed(self.world.seed(self.seed + 1))
         sums: dict[str, Tensor] = {}
