@@ -16,11 +16,9 @@ stops. No checkpoint is ever taken of non-finite parameters or optimiser state.
 from __future__ import annotations
 
 import math
-import random
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,25 +27,17 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vaekit.data.base import Dataset, Split
-from vaekit.errors import CheckpointError
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import flush_denormals
 from vaekit.training.adam_step import fused_adam_step
 from vaekit.training.averaging import WeightAverage
 from vaekit.training.distributed import World, current_world
-from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, clone_tree, grads_finite
+from vaekit.training.epoch_sums import EpochSums
+from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, grads_finite
 from vaekit.training.rollback import Rollback
 from vaekit.training.schedules import kl_weight, learning_rate
+from vaekit.training.state import Cursor, capture_state, restore_state
 from vaekit.training.stop import StopRequests, TrainingInterrupted
-
-
-@dataclass
-class Cursor:
-    """Where training is: completed epochs, next batch within the epoch, global step."""
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
 
 
 def epoch_permutation(num_items: int, seed: int, epoch: int) -> Tensor:
@@ -159,92 +149,18 @@ class Trainer:
         )
         self.rollback = Rollback(self.model, self.optimizers, max_rollbacks, self.average)
         self.guard = NonFiniteGuard(self.device)
-        self._sums: dict[str, Tensor] = {}
-        self._count = torch.zeros((), dtype=torch.int64, device=self.device)  # datapoints summed
+        self.epoch_sums = EpochSums(self.device)
         self.stops = StopRequests()
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bitwise: weights, optimisers, cursor, RNGs, history.
-
-        Tensors and plain values only (it loads with ``torch.load(weights_only=True)``). The
-        optimiser entries share storage with the live optimisers: save them or ``clone_tree``.
-        A distributed run records its ``world_size`` and, under ``ranks``, every rank's own metric
-        sums and RNG states (so this is a collective call there); the rest is the same on all.
-        """
-        state: dict[str, Any] = {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
-            "cursor": vars(self.cursor).copy(),
-            "history": list(self.history),
-            "sums": {k: v.detach().clone() for k, v in self._sums.items()},
-            "count": int(self._count),
-            "lr_scale": self.rollback.lr_scale,
-            "guard": self.guard.state_dict(),
-            "rollbacks": self.rollback.count,
-            "rng": {
-                "generator": self.generator.get_state(),
-                "torch": torch.get_rng_state(),
-                "numpy": self.numpy_rng.bit_generator.state,
-                "python": random.getstate(),
-            },
-            "world_size": self.world.size,
-        }
-        if self.average is not None:
-            state["average"] = clone_tree(self.average.state_dict())
-        if self.world.size > 1:
-            own = {"sums": {k: v.cpu() for k, v in state["sums"].items()}}
-            own.update({k: state[k] for k in ("count", "rng")})
-            state["ranks"] = self.world.all_gather_object(own)
-        return state
+        """Everything needed to continue bitwise (see ``state.py``); collective when distributed."""
+        return capture_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state written by ``state_dict`` (exact resume).
-
-        A state written for another architecture or parameter grouping, or by a different number
-        of processes (which would change the global batch and the data order), raises
-        CheckpointError.
-        """
-        world_size = state.get("world_size", 1) if isinstance(state, dict) else 1
-        if world_size != self.world.size:
-            raise CheckpointError(
-                f"the training state was written by {world_size} process(es) and this run has "
-                f"{self.world.size}: resuming with another number of processes would change the "
-                f"global batch (batch_size × processes) and the data order. Resume with "
-                f"{world_size} process(es) in all (torchrun --nnodes × --nproc_per_node)."
-            )
-        own = state["ranks"][self.world.rank] if self.world.size > 1 else state
-        try:
-            if set(state["optimizers"]) != set(self.optimizers):
-                raise ValueError(
-                    f"parameter groups {sorted(state['optimizers'])}, this model has "
-                    f"{sorted(self.optimizers)}"
-                )
-            self.model.load_state_dict(state["model"])
-            for name, opt in self.optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
-            if self.average is not None:
-                self.average.load_state_dict(state["average"])
-            self.cursor = Cursor(**state["cursor"])
-            self.history = list(state["history"])
-            self._sums = {k: v.to(self.device) for k, v in own["sums"].items()}
-            self._count.fill_(int(own["count"]))
-            self.guard.load_state_dict(state["guard"])
-            self.rollback.lr_scale = float(state["lr_scale"])
-            self.rollback.count = int(state["rollbacks"])
-            rng = own["rng"]
-            self.generator.set_state(rng["generator"])
-            torch.set_rng_state(rng["torch"])
-            self.numpy_rng.bit_generator.state = rng["numpy"]
-            random.setstate(rng["python"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            detail = (str(error).strip().splitlines() or [""])[0]
-            raise CheckpointError(
-                f"the training state does not fit this model and trainer "
-                f"({type(error).__name__}: {detail}); it was written for another architecture "
-                "or config. Resume with the run's own config.json or start a new run."
-            ) from None
-        self.rollback.forget()  # fit() keeps the loaded state as the rollback target
+        """Restore a state written by ``state_dict`` (exact resume); a state that does not fit
+        this trainer raises CheckpointError (see ``state.py``)."""
+        restore_state(self, state)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> list[dict[str, float]]:
@@ -346,13 +262,7 @@ class Trainer:
                 opt.step()
         if self.average is not None:
             self.average.update()
-        batch = len(index)
-        for key, value in loss.metrics.items():
-            # where, not a product with the flag: NaN * 0 is NaN; a skipped step adds nothing.
-            if self.autocast:
-                value = value.float()  # a bfloat16 metric is summed in float32
-            self._sums[key] = self._sums.get(key, 0) + torch.where(finite, value, 0.0) * batch
-        self._count += finite * batch
+        self.epoch_sums.add(loss.metrics, finite, len(index))
 
     # ----------------------------------------------------------------- guard
     def _check_guard(self) -> None:
@@ -376,10 +286,8 @@ class Trainer:
 
     def _end_epoch(self) -> dict[str, float]:
         self._verify()  # no metrics or checkpoint of non-finite parameters
-        self.world.sum_([*self._sums.values(), self._count])  # over ranks; reset below
-        count = max(int(self._count), 1)
         record: dict[str, float] = {"epoch": float(self.cursor.epoch + 1)}
-        record.update({f"train/{k}": float(v) / count for k, v in self._sums.items()})
+        record.update({f"train/{k}": v for k, v in self.epoch_sums.means(self.world).items()})
         record.update({f"val/{k}": v for k, v in self.evaluate(self.dataset.val).items()})
         record["lr"] = self.rollback.lr_scale * learning_rate(
             self.cursor.step,
@@ -391,8 +299,7 @@ class Trainer:
         record["skipped_steps"] = float(self.guard.skipped)
         self.history.append(record)
         self.cursor = Cursor(epoch=self.cursor.epoch + 1, batch=0, step=self.cursor.step)
-        self._sums = {}
-        self._count.zero_()
+        self.epoch_sums.reset()
         self._checkpoint()
         return record
 

@@ -1,0 +1,53 @@
+"""One epoch's training metrics, summed on the device step by step.
+
+Each step adds its batch-mean metrics times the batch size, and the number of datapoints, where
+the step was finite; nothing is read on the host until the epoch ends. A skipped (non-finite)
+step adds nothing: ``where``, not a product with the flag, since NaN · 0 is NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vaekit.training.distributed import World
+
+
+class EpochSums:
+    """Per-datapoint metric sums and the datapoint count of the current epoch."""
+
+    def __init__(self, device: torch.device):
+        self.sums: dict[str, Tensor] = {}
+        self.count = torch.zeros((), dtype=torch.int64, device=device)
+        self.device = device
+
+    def add(self, metrics: Mapping[str, Tensor], finite: Tensor, batch: int) -> None:
+        """Add one step's batch means (weighted by ``batch``) if ``finite`` holds."""
+        for key, value in metrics.items():
+            if value.dtype in (torch.bfloat16, torch.float16):
+                value = value.float()  # a low-precision metric (autocast) is summed in float32
+            self.sums[key] = self.sums.get(key, 0) + torch.where(finite, value, 0.0) * batch
+        self.count += finite * batch
+
+    def means(self, world: World) -> dict[str, float]:
+        """The epoch's per-datapoint means, summed over ranks (collective; one host read)."""
+        world.sum_([*self.sums.values(), self.count])
+        count = max(int(self.count), 1)
+        return {key: float(value) / count for key, value in self.sums.items()}
+
+    def reset(self) -> None:
+        self.sums = {}
+        self.count.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "sums": {k: v.detach().clone() for k, v in self.sums.items()},
+            "count": int(self.count),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.count.fill_(int(state["count"]))
