@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from benchmarks.live_weights import copy_with_live_weights
 from safetensors.torch import load_file
 
 from vaekit.build import build_dataset, build_model
@@ -110,6 +111,13 @@ def test_the_saved_model_is_the_average(tmp_path: Path) -> None:
         assert torch.equal(saved[name], average)
         assert torch.equal(run.model.state_dict()[name], average)  # the returned model too
         assert not torch.equal(state["model"][name], average)  # the live weights are kept apart
+    # benchmarks/live_weights.py: a copy of the run that scores the live weights instead
+    live = load_file(
+        str(copy_with_live_weights(tmp_path / "run", tmp_path / "live") / "model.safetensors")
+    )
+    assert live.keys() == state["model"].keys()
+    assert all(torch.equal(live[k], v) for k, v in state["model"].items())
+    assert (tmp_path / "live" / "training_state.pt").is_file()
 
 
 @pytest.mark.parametrize("value", ["1.0", "0", "-0.5"])
