@@ -80,7 +80,8 @@ def main() -> None:
             parser.error(f"--paper {item!r}: no run labelled {label!r}")
         runs[label]["paper_test_nll"] = float(value)
     if args.out is not None:
-        fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+        # the legend goes under the axes (one line per run), where it hides no curve
+        fig, ax = plt.subplots(figsize=(7, 4.5 + 0.22 * len(runs)), constrained_layout=True)
         for i, (label, run) in enumerate(runs.items()):
             color = f"C{i}"
             kind = run["val_bound_kind"]
@@ -102,7 +103,12 @@ def main() -> None:
         ax.set_ylabel("nats (lower is better)")
         ax.set_title("IWAE-paper protocol: validation bound per epoch; dots: test NLL (K = 5000)")
         ax.grid(alpha=0.3)
-        ax.legend(title="dashed: published test NLL" if args.paper else None)
+        ax.legend(
+            title="dashed: published test NLL" if args.paper else None,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            fontsize="small",
+        )
         fig.savefig(args.out, dpi=120)
     print(json.dumps({"report": "iwae_protocol", "machine": machine(), "runs": runs}, indent=2))
 
