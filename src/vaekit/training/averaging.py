@@ -44,7 +44,7 @@ class WeightAverage:
     def applied(self) -> Iterator[None]:
         """Within the block the parameters hold the averages; the live values return after."""
         live = [p.detach().clone() for p in self.params]
-        torch._foreach_copy_([p.detach() for p in self.params], self.averages)
+        self.copy_to_params()
         try:
             yield
         finally:
@@ -52,11 +52,11 @@ class WeightAverage:
 
     @torch.no_grad()
     def copy_to_params(self) -> None:
-        """Overwrite the parameters with the averages for good (at the end of training)."""
+        """Overwrite the parameters with the averages (for good at the end of training)."""
         torch._foreach_copy_([p.detach() for p in self.params], self.averages)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "averages": list(self.averages)}
+        return {"updates": self.updates, "averages": list(self.averages)}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
