@@ -98,6 +98,8 @@ RESUME_RECIPE = (
     "train.max_bad_steps=5",
 )
 RESUME_KINDS = ("vae", "aae")  # one optimiser; two (autoencoder and discriminator)
+# The AAE also averages its weights, one more piece of state every rank must restore.
+RESUME_OVERRIDES = {"vae": ("model.kind=vae",), "aae": ("model.kind=aae", "train.ema_decay=0.9")}
 
 
 # ----------------------------------------------------------- SGD equivalence

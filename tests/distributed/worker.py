@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from distributed_helpers import (
     RESUME_KINDS,
+    RESUME_OVERRIDES,
     RESUME_RECIPE,
     SGD_KINDS,
     TINY,
@@ -52,7 +53,7 @@ def resume(out: Path) -> None:
 
 def resume_kind(out: Path, kind: str) -> None:
     """The three runs of one kind (see test_distributed_resume.py)."""
-    config = load_config(TINY, [*RESUME_RECIPE, f"model.kind={kind}"])
+    config = load_config(TINY, [*RESUME_RECIPE, *RESUME_OVERRIDES[kind]])
     rank = dist.get_rank()
     vaekit.experiment.render_run_figures = lambda *a, **k: []  # no matplotlib in the workers
     real_write = vaekit.experiment.write_checkpoint
