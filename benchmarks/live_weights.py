@@ -15,7 +15,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from vaekit.runs import load, save_model
+from vaekit.build import build_model
+from vaekit.runs import read_run_config, save_model
 from vaekit.runtime import RunDir
 from vaekit.training.checkpoint import load_training_state
 
@@ -25,7 +26,8 @@ def copy_with_live_weights(run: Path, out: Path) -> Path:
     state = load_training_state(RunDir(run).training_state)
     if "average" not in state:
         raise SystemExit(f"{run} was trained without train.ema_decay: its model is the live one")
-    model = load(run)  # the architecture from config.json
+    config, event_shape = read_run_config(run)
+    model = build_model(config.model, event_shape)
     model.load_state_dict(state["model"])
     shutil.copytree(run, out, ignore=shutil.ignore_patterns("evaluation.json", "*.png"))
     save_model(RunDir(out), model)

@@ -97,9 +97,10 @@ RESUME_RECIPE = (
     "train.checkpoint_every_steps=4",
     "train.max_bad_steps=5",
 )
-RESUME_KINDS = ("vae", "aae")  # one optimiser; two (autoencoder and discriminator)
-# The AAE also averages its weights, one more piece of state every rank must restore.
+# One optimiser; two (autoencoder and discriminator). The AAE also averages its weights, one
+# more piece of state every rank must restore.
 RESUME_OVERRIDES = {"vae": ("model.kind=vae",), "aae": ("model.kind=aae", "train.ema_decay=0.9")}
+RESUME_KINDS = tuple(RESUME_OVERRIDES)
 
 
 # ----------------------------------------------------------- SGD equivalence

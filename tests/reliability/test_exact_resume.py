@@ -107,7 +107,6 @@ SCENARIOS = {
 RESUME_CHILD = """
 import sys
 import vaekit.experiment
-import vaekit.runs
 vaekit.experiment.render_run_figures = lambda *a, **k: []
 from vaekit.cli import main
 raise SystemExit(max(main(["train", "--resume", run, "--quiet"]) for run in sys.argv[1:]))

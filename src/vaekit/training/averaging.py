@@ -24,9 +24,10 @@ class WeightAverage:
     def __init__(self, params: Sequence[Tensor], decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"the weight-average decay must lie in (0, 1), got {decay}")
-        self.params = list(params)
+        # Detached views share the parameters' storage: they follow every in-place update.
+        self.params = [p.detach() for p in params]
         self.decay = decay
-        self.averages = [p.detach().clone() for p in self.params]
+        self.averages = [p.clone() for p in self.params]
         self.updates = 0
 
     def rate(self) -> float:
@@ -36,24 +37,24 @@ class WeightAverage:
     @torch.no_grad()
     def update(self) -> None:
         """Move the averages towards the current parameters (one fused op on the device)."""
-        torch._foreach_lerp_(self.averages, [p.detach() for p in self.params], self.rate())
+        torch._foreach_lerp_(self.averages, self.params, self.rate())
         self.updates += 1
 
     @contextmanager
     @torch.no_grad()
     def applied(self) -> Iterator[None]:
         """Within the block the parameters hold the averages; the live values return after."""
-        live = [p.detach().clone() for p in self.params]
+        live = [p.clone() for p in self.params]
         self.copy_to_params()
         try:
             yield
         finally:
-            torch._foreach_copy_([p.detach() for p in self.params], live)
+            torch._foreach_copy_(self.params, live)
 
     @torch.no_grad()
     def copy_to_params(self) -> None:
         """Overwrite the parameters with the averages (for good at the end of training)."""
-        torch._foreach_copy_([p.detach() for p in self.params], self.averages)
+        torch._foreach_copy_(self.params, self.averages)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "averages": list(self.averages)}

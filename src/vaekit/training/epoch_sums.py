@@ -22,7 +22,6 @@ class EpochSums:
     def __init__(self, device: torch.device):
         self.sums: dict[str, Tensor] = {}
         self.count = torch.zeros((), dtype=torch.int64, device=device)
-        self.device = device
 
     def add(self, metrics: Mapping[str, Tensor], finite: Tensor, batch: int) -> None:
         """Add one step's batch means (weighted by ``batch``) if ``finite`` holds."""
@@ -49,5 +48,5 @@ class EpochSums:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.sums = {k: v.to(self.count.device) for k, v in state["sums"].items()}
         self.count.fill_(int(state["count"]))
