@@ -100,6 +100,7 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
         "beta": cfg.beta,
         "num_particles": cfg.num_particles,
         "analytic_kl": cfg.analytic_kl,
+        "gradient_estimator": cfg.gradient_estimator,
         "corruption": corruption,
         "adversarial_weight": cfg.adversarial_weight,
     }

@@ -56,6 +56,7 @@ class ModelConfig:
     beta: float = 1.0
     num_particles: int = 1
     analytic_kl: bool = True
+    gradient_estimator: Literal["reparam", "dreg"] = "reparam"
     corruption: str = "none"
     corruption_level: float = 0.5
     adversarial_weight: float = 1.0

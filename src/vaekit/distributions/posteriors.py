@@ -60,6 +60,16 @@ def diagonal_gaussian(loc: Tensor, log_var: Tensor) -> Independent:
     return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
+def detached_gaussian(q: Distribution) -> Independent:
+    """The diagonal Gaussian ``q`` with its parameters cut from the graph: log_prob(z) then
+    passes gradients to z only (the doubly reparameterised gradient needs that)."""
+    base = q.base_dist if isinstance(q, Independent) else None
+    if not isinstance(base, Normal) or q.event_shape != base.batch_shape[-1:]:
+        raise TypeError(f"expected a diagonal Gaussian posterior, got {q}")
+    loc, scale = base.loc.detach(), base.scale.detach()
+    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+
+
 class GaussianHead(nn.Module):
     """Trunk features -> q(z|x) = N(loc(h), diag σ²(h)), separate loc and log-variance heads."""
 

@@ -88,6 +88,7 @@ class FusedELBO:
     log_var: nn.Linear
     decoder: list[Layer]
     particles: int = 1  # k: 1 is the ELBO with the closed-form KL, k > 1 the IWAE bound
+    dreg: bool = False  # the encoder takes the doubly reparameterised gradient (see _backward)
 
     @classmethod
     def of(
@@ -97,6 +98,8 @@ class FusedELBO:
         network: nn.Module,
         likelihood: Likelihood,
         num_particles: int = 1,
+        *,
+        dreg: bool = False,
     ) -> FusedELBO | None:
         """The fused objective of these encoder and decoder parts with k = ``num_particles``, or
         None when the parts are not an MLP trunk + Gaussian head + MLP decoder + Bernoulli
@@ -111,7 +114,7 @@ class FusedELBO:
         trunk_layers, decoder_layers = parse_layers(trunk.layers), parse_layers(network.layers)
         if not trunk_layers or not decoder_layers or decoder_layers[-1].activation is not None:
             return None
-        return cls(trunk_layers, head.loc, head.log_var, decoder_layers, int(num_particles))
+        return cls(trunk_layers, head.loc, head.log_var, decoder_layers, int(num_particles), dreg)
 
     def parameters(self) -> list[Tensor]:
         """The parameters in gradient order: trunk, loc, log-variance, decoder (weight, bias)."""
@@ -292,11 +295,14 @@ def _backward(
     grad_z = _backward_stack(plan.decoder, saved.decoder, grad_logits, grads[-n_decoder:], True)
     assert grad_z is not None
     w = s * kl_weight
-    if saved.weights is None:
+    if plan.dreg:
+        grad_loc, grad_log_var = _dreg_encoder_grads(saved, grad_z, w, kl_weight)
+    elif saved.weights is None:
         grad_loc = grad_z + w * saved.loc
         # z = loc + exp(½ log σ²) ε: ∂z/∂log σ² = ½ σ ε; KL: ∂/∂log σ² = ½ (σ² - 1)
         grad_log_var = (grad_z * saved.eps * saved.scale + w * (saved.variance - 1)).mul_(0.5)
     else:
+        k, b = saved.weights.shape
         z = saved.decoder[0].view(k, b, -1)
         # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²): ∂/∂z = -z, ∂/∂log σ² = ½ (ε fixed)
         grad_z = grad_z.view(k, b, -1).addcmul_(z, (saved.weights * w).view(k, b, 1))
@@ -312,6 +318,28 @@ def _backward(
     torch.sum(grad_log_var, 0, out=head[3])
     grad_h = grad_loc.mm(plan.loc.weight).addmm_(grad_log_var, plan.log_var.weight)
     _backward_stack(plan.trunk, saved.trunk, grad_h, grads[:n_trunk], False)
+
+
+def _dreg_encoder_grads(
+    saved: _Saved, grad_z: Tensor, w: float | Tensor, kl_weight: float
+) -> tuple[Tensor, Tensor]:
+    """The gradients of loc and log σ² under the doubly reparameterised estimator.
+
+    Particle i enters through its path z_i = loc + σ ε_i alone, with q's parameters held fixed
+    in log q(z_i|x): ∂/∂z_i of β (log p(z_i) - log q(z_i|x)) is β (ε_i / σ - z_i), and the whole
+    ∂a_i/∂z_i takes the weight c_i = (1 - β) w_i + β w_i² (1 for k = 1). ``grad_z`` from the
+    decoder already carries w_i, so it is scaled by (1 - β) + β w_i. ``w`` is s · β.
+    """
+    z = saved.decoder[0].view_as(saved.eps)
+    path = z - saved.eps / saved.scale  # -∂/∂z (log p(z) - log q(z|x)), q's parameters fixed
+    if saved.weights is None:  # k = 1
+        grad_z = grad_z.view_as(z).add_(path * w)
+        return grad_z, (grad_z * saved.eps * saved.scale).mul_(0.5)
+    k, b = saved.weights.shape
+    path_scale = ((1 - kl_weight) + kl_weight * saved.weights).view(k, b, 1)
+    weights = saved.weights.view(k, b, 1) * path_scale * w
+    grad_z = grad_z.view(k, b, -1).mul_(path_scale).addcmul_(path, weights)
+    return grad_z.sum(0), ((grad_z * saved.eps).sum(0) * saved.scale).mul_(0.5)
 
 
 class _FusedELBOFunction(torch.autograd.Function):
