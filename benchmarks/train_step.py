@@ -2,14 +2,15 @@
 
 "direct": the fused ELBO writes its hand-derived gradients in place (``loss_and_grad_``, the
 trainer's path for this model); "fused node": the same maths as one autograd node; "distributions":
-autograd through ``torch.distributions`` (the path of every other model).
+autograd through ``torch.distributions`` (the path of every other model). ``--with-dreg`` adds
+"direct, dreg": the direct path with ``model.gradient_estimator = "dreg"``.
 
 One process, interleaved blocks of 40 trainer steps so that the machine's drift hits every
 variant alike; prints the minimum and median ms/step of each variant as JSON.
 
     python -m benchmarks.train_step --blocks 10
     python -m benchmarks.train_step --config configs/iwae-paper-vae.toml --particles 5 \
-        --batch-size 100 --threads 1 --warmup-steps 20 --block-steps 20 --blocks 4
+        --batch-size 100 --threads 1 --warmup-steps 20 --block-steps 20 --blocks 4 --with-dreg
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pytorch-examples.toml")
     parser.add_argument("--particles", type=int, default=None, help="k (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--with-dreg", action="store_true", help='add "direct, dreg"')
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -54,11 +56,15 @@ def main() -> None:
     order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))
     batches = order.split(args.batch_size)
     trainers = {}
-    for name in ("direct", "fused node", "distributions"):
+    names = ["direct", "fused node", "distributions"] + ["direct, dreg"] * args.with_dreg
+    for name in names:
         torch.manual_seed(0)
-        model = build_model(config.model, dataset.event_shape)
+        model_config = config.model
+        if name == "direct, dreg":
+            model_config = dataclasses.replace(model_config, gradient_estimator="dreg")
+        model = build_model(model_config, dataset.event_shape)
         assert isinstance(model, VAE) and model.fused is not None
-        if name != "direct":
+        if not name.startswith("direct"):
             model.loss_and_grad_ = lambda x, **kwargs: None  # type: ignore[method-assign]
         if name == "distributions":
             model.fused = None
@@ -72,7 +78,7 @@ def main() -> None:
         ("direct", False),
         ("fused node", True),
         ("distributions", True),
-    ]
+    ] + [("direct, dreg", True)] * args.with_dreg
     timings: dict[str, list[float]] = {}
     for block in range(args.blocks):
         for name, flush in variants:
