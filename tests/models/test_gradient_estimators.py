@@ -81,6 +81,19 @@ def test_dreg_gradients_equal_the_definition(particles: int, beta: float, fused:
 
 
 @pytest.mark.parametrize("particles", [1, 4])
+def test_the_trainers_direct_path_takes_the_same_gradients(particles: int) -> None:
+    """``loss_and_grad_`` (no autograd, the trainer's path) against the definition."""
+    model = _model(particles, beta=0.7)
+    x = torch.bernoulli(torch.rand(6, 1, 5, 5, dtype=torch.float64))
+    expected = _reference_grads(model, x, kl_weight=0.5, seed=8)
+    loss = model.loss_and_grad_(x, kl_weight=0.5, generator=torch.Generator().manual_seed(8))
+    assert loss is not None
+    for p, g in zip(model.parameters(), expected, strict=True):
+        assert p.grad is not None
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("particles", [1, 4])
 def test_dreg_keeps_the_loss_values_and_the_decoder_gradient(particles: int) -> None:
     dreg, reparam = _model(particles), _model(particles, estimator="reparam")
     x = torch.bernoulli(torch.rand(6, 1, 5, 5, dtype=torch.float64))
