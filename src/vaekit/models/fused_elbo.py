@@ -302,7 +302,6 @@ def _backward(
         # z = loc + exp(½ log σ²) ε: ∂z/∂log σ² = ½ σ ε; KL: ∂/∂log σ² = ½ (σ² - 1)
         grad_log_var = (grad_z * saved.eps * saved.scale + w * (saved.variance - 1)).mul_(0.5)
     else:
-        k, b = saved.weights.shape
         z = saved.decoder[0].view(k, b, -1)
         # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²): ∂/∂z = -z, ∂/∂log σ² = ½ (ε fixed)
         grad_z = grad_z.view(k, b, -1).addcmul_(z, (saved.weights * w).view(k, b, 1))
@@ -337,8 +336,8 @@ def _dreg_encoder_grads(
         return grad_z, (grad_z * saved.eps * saved.scale).mul_(0.5)
     k, b = saved.weights.shape
     path_scale = ((1 - kl_weight) + kl_weight * saved.weights).view(k, b, 1)
-    weights = saved.weights.view(k, b, 1) * path_scale * w
-    grad_z = grad_z.view(k, b, -1).mul_(path_scale).addcmul_(path, weights)
+    coefficient = saved.weights.view(k, b, 1) * path_scale * w  # c_i · s · β
+    grad_z = grad_z.view(k, b, -1).mul_(path_scale).addcmul_(path, coefficient)
     return grad_z.sum(0), ((grad_z * saved.eps).sum(0) * saved.scale).mul_(0.5)
 
 
