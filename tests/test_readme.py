@@ -65,7 +65,8 @@ def test_readme_cli_tour_runs(workdir: Path) -> None:
         command = line.split("#")[0].split()
         if not command or "--resume" in command or command[1:2] == ["data"]:
             continue  # resume is covered by tests/reliability, fetch by tests/data
-        argv = [str(run) if arg in ("RUN", "runs/digits-vae-...") else arg for arg in command[1:]]
+        runs = ("RUN", "RUN_A", "RUN_B", "runs/digits-vae-...")  # compare: the run with itself
+        argv = [str(run) if arg in runs else arg for arg in command[1:]]
         if argv[0] == "train":
             argv += ["--out", str(workdir / "t"), "--quiet"]
         if argv == ["--help"]:

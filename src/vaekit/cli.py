@@ -1,4 +1,4 @@
-"""Command line: ``vaekit train | sample | reconstruct | plot | data``. Wiring only.
+"""Command line: ``vaekit train | sample | evaluate | compare | plot | data ...``. Wiring only.
 
 Every user error is a VaekitError: one line on stderr, exit code 2, no traceback.
 """
@@ -6,6 +6,7 @@ Every user error is a VaekitError: one line on stderr, exit code 2, no traceback
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -267,6 +268,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vaekit.evaluation.per_example import (
+        compare_evaluations,
+        format_comparison,
+        load_evaluation,
+    )
+    from vaekit.files import write_json
+
+    a, b = load_evaluation(args.run_a), load_evaluation(args.run_b)
+    differences = compare_evaluations(a, b)
+    print(f"A: {a.path}\nB: {b.path}\n{differences[0].num_points} datapoints, B - A per datapoint")
+    print(format_comparison(differences))
+    if args.out:
+        rows = [{**asdict(d), "z": d.z if math.isfinite(d.z) else None} for d in differences]
+        write_json(Path(args.out), {"a": str(a.path), "b": str(b.path), "differences": rows})
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     from vaekit.data import default_data_root, fetch
 
@@ -377,6 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="report path (default: RUN/evaluation.json)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
+
+    p = command(
+        "compare",
+        cmd_compare,
+        "paired differences between two evaluated runs (B - A, per datapoint)",
+    )
+    p.add_argument("run_a", metavar="A", help="run directory or evaluation report (JSON)")
+    p.add_argument("run_b", metavar="B", help="run directory or evaluation report (JSON)")
+    p.add_argument("--out", help="also write the comparison as JSON")
 
     data = sub.add_parser("data", help="manage datasets", description="manage datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -18,6 +18,12 @@ from vaekit.evaluation.latent import (
 )
 from vaekit.evaluation.likelihood import elbo_terms, log_likelihood
 from vaekit.evaluation.parzen import parzen, parzen_log_likelihood
+from vaekit.evaluation.per_example import (
+    PairedDifference,
+    compare_evaluations,
+    load_evaluation,
+    paired_difference,
+)
 from vaekit.evaluation.sample_quality import (
     feature_scores,
     fid,
@@ -34,7 +40,9 @@ __all__ = [
     "FeatureExtractor",
     "MetricResult",
     "NotApplicable",
+    "PairedDifference",
     "active_units",
+    "compare_evaluations",
     "elbo_terms",
     "evaluate_run",
     "extractor_loader",
@@ -44,8 +52,10 @@ __all__ = [
     "frechet_distance",
     "gaussian_fit_kl",
     "kid",
+    "load_evaluation",
     "log_likelihood",
     "mmd_permutation_test",
+    "paired_difference",
     "parzen",
     "parzen_log_likelihood",
     "per_unit_kl",

@@ -46,6 +46,9 @@ class EvaluationContext:
     load_grey: Callable[[], Dataset] | None = None
     load_extractor: Callable[[], FeatureExtractor] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    # Per-datapoint values ([N], higher is better) that metrics keep for paired comparisons:
+    # written beside the report (evaluation/per_example.py).
+    per_example: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:

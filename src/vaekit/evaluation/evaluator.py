@@ -20,7 +20,7 @@ import torch
 
 from vaekit.build import build_dataset
 from vaekit.config import DataConfig
-from vaekit.data import default_data_root
+from vaekit.data import dataset_identity, default_data_root
 from vaekit.data.base import Dataset
 from vaekit.errors import ConfigError
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
@@ -32,6 +32,7 @@ from vaekit.evaluation.likelihood import (
     log_likelihood_metric,
 )
 from vaekit.evaluation.parzen import parzen_metric
+from vaekit.evaluation.per_example import REPORT_NAME, write_per_example
 from vaekit.evaluation.sample_quality import sample_quality_metric
 from vaekit.files import write_json
 from vaekit.runs import load_run, provenance
@@ -127,7 +128,9 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate the run at ``path`` and write ``evaluation.json`` (or ``out``) atomically.
 
-    ``metrics=None`` runs every metric in METRICS. Returns the written report.
+    ``metrics=None`` runs every metric in METRICS. Per-datapoint ELBOs and log p(x) go beside
+    the report (``evaluation.per-example.safetensors``) for ``vaekit compare``. Returns the
+    written report.
     """
     names = check_metric_names(list(METRICS) if metrics is None else metrics)
     if split not in SPLITS:
@@ -154,6 +157,7 @@ def evaluate_run(
         load_extractor=extractor_loader(data),
     )
     results = run_metrics(ctx, names, log=log)
+    report_path = Path(out) if out else run.dir.path / REPORT_NAME
     info = provenance(argv)
     info.update(
         {
@@ -162,6 +166,10 @@ def evaluate_run(
             "dataset": dataset.name,
             "dataset_identity": dataset.identity,
             "split": split,
+            # the scored datapoints themselves, in order: what `vaekit compare` pairs on
+            "split_identity": dataset_identity(
+                dataset.name, dataset.binarize, {split: ctx.data}, {}
+            ),
             "num_points": len(ctx.data),
             "binarize": dataset.binarize,
             # binarize_splits draws the validation and test pixels with the run's seed.
@@ -178,13 +186,15 @@ def evaluate_run(
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
+    if ctx.per_example:  # written first: the report, renamed last, is what points to it
+        info["per_example"] = write_per_example(report_path, ctx.per_example)
     report = {
         "format": EVALUATION_FORMAT,
         "version": EVALUATION_FORMAT_VERSION,
         "provenance": info,
         "metrics": results,
     }
-    write_json(Path(out) if out else run.dir.path / "evaluation.json", report)
+    write_json(report_path, report)
     return report
 
 

@@ -220,7 +220,8 @@ def elbo_metric(ctx: EvaluationContext) -> MetricResult:
     recon, kl = elbo_terms(
         ctx.model, ctx.data.x, batch_size=max(ctx.batch_size, 500), generator=ctx.generator(1)
     )
-    elbo, stderr = _mean_and_stderr(-(recon + kl))
+    ctx.per_example["elbo"] = -(recon + kl)
+    elbo, stderr = _mean_and_stderr(ctx.per_example["elbo"])
     return {
         "elbo": elbo,
         "elbo_stderr": stderr,
@@ -243,6 +244,7 @@ def log_likelihood_metric(ctx: EvaluationContext) -> MetricResult:
         generator=ctx.generator(2),
         compile=ctx.compile,
     )
+    ctx.per_example["log_likelihood"] = values
     mean, stderr = _mean_and_stderr(values)
     return {
         "log_likelihood": mean,
