@@ -140,10 +140,11 @@ class VAE(Autoencoder):
             path_scale = ((1 - weight) + weight * w).unsqueeze(-1)
             z.register_hook(lambda grad: grad * path_scale)
         surrogate = -(w * log_weights).sum(0).mean()
-        if k == 1:
-            value, metrics = _elbo_terms(log_px[0], self.kl(q, z[0]), weight)
-        else:
-            value, metrics = _iwae_terms(log_px, log_ratio, weight)
+        with torch.no_grad():  # the loss's value and metrics only: no graph for them
+            if k == 1:
+                value, metrics = _elbo_terms(log_px[0], self.kl(q, z[0]), weight)
+            else:
+                value, metrics = _iwae_terms(log_px, log_ratio, weight)
         objective = surrogate + (value - surrogate).detach()
         metrics["loss"] = value
         return Loss({"model": objective}, {name: v.detach() for name, v in metrics.items()})
