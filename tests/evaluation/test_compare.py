@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from vaekit.cli import main
 from vaekit.evaluation.per_example import paired_difference, per_example_path
@@ -194,6 +195,14 @@ def test_compare_refuses_missing_or_altered_values(
     values.unlink()
     assert main(["compare", str(copy), str(a)]) == 2
     assert "is missing" in _error(capsys)
+
+    # A file of the wrong length, with the report's hash updated to match it.
+    save_file({"elbo": torch.zeros(3, dtype=torch.float64)}, str(values))
+    report = json.loads(copy.read_text())
+    report["provenance"]["per_example"]["sha256"] = hashlib.sha256(values.read_bytes()).hexdigest()
+    copy.write_text(json.dumps(report))
+    assert main(["compare", str(copy), str(a)]) == 2
+    assert "not the report's" in _error(capsys)
 
 
 def test_compare_refuses_other_datapoints_under_the_same_split_name(

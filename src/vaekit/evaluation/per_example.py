@@ -110,6 +110,13 @@ def load_evaluation(path: str | Path) -> Evaluation:
         values = load_file(str(values_path))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"cannot read {str(values_path)!r} ({error}); {redo}") from None
+    n = report["provenance"].get("num_points")
+    for name, value in values.items():
+        if value.shape != (n,):
+            raise CheckpointError(
+                f"{str(values_path)!r} holds {name} of shape {tuple(value.shape)}, not the "
+                f"report's {n} datapoints; {redo}"
+            )
     return Evaluation(report_path, report, values)
 
 
