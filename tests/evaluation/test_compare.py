@@ -46,6 +46,13 @@ def _error(capsys: pytest.CaptureFixture) -> str:  # type: ignore[type-arg]
     return err
 
 
+def _refusal(capsys: pytest.CaptureFixture, a: Path, b: Path) -> str:  # type: ignore[type-arg]
+    """``vaekit compare a b`` exits 2; its one error line."""
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 2
+    return _error(capsys)
+
+
 def test_paired_difference_closed_forms() -> None:
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(20_000, generator=generator, dtype=torch.float64) * 3.0
@@ -138,9 +145,7 @@ def test_compare_refuses_estimates_with_different_k(
     assert main(["evaluate", str(runs[1]), "--metrics", "log-likelihood",
                  "--num-importance-samples", "5", "--out", str(report)]) == 0  # fmt: skip
     assert (tmp_path / "k5.per-example.safetensors").is_file()
-    capsys.readouterr()
-    assert main(["compare", str(runs[0]), str(report)]) == 2
-    assert "--num-importance-samples" in _error(capsys)
+    assert "--num-importance-samples" in _refusal(capsys, runs[0], report)
 
 
 def test_compare_refuses_different_data(
@@ -150,9 +155,7 @@ def test_compare_refuses_different_data(
 ) -> None:
     report = tmp_path / "val.json"
     _evaluate(runs[1], "--split", "val", "--out", str(report))
-    capsys.readouterr()
-    assert main(["compare", str(runs[0]), str(report)]) == 2
-    assert "scored different data: split" in _error(capsys)
+    assert "scored different data: split" in _refusal(capsys, runs[0], report)
 
 
 def test_compare_refuses_different_binarised_pixels(
@@ -163,9 +166,7 @@ def test_compare_refuses_different_binarised_pixels(
     b = _train(tmp_path / "s1", "data.binarize=static", "train.epochs=1", "train.seed=1")
     for run in (a, b):
         assert main(["evaluate", str(run), "--metrics", "elbo"]) == 0
-    capsys.readouterr()
-    assert main(["compare", str(a), str(b)]) == 2
-    err = _error(capsys)
+    err = _refusal(capsys, a, b)
     assert "binarization_seed" in err and "train.seed" in err
 
 
@@ -175,34 +176,27 @@ def test_compare_refuses_missing_or_altered_values(
     capsys: pytest.CaptureFixture,  # type: ignore[type-arg]
 ) -> None:
     a = runs[0]
-    assert main(["compare", str(tmp_path / "nope"), str(a)]) == 2
-    assert "run `vaekit evaluate" in _error(capsys)
+    assert "run `vaekit evaluate" in _refusal(capsys, tmp_path / "nope", a)
 
     only_units = tmp_path / "units.json"
     assert main(["evaluate", str(a), "--metrics", "active-units", "--out", str(only_units)]) == 0
     assert not per_example_path(only_units).exists()
-    capsys.readouterr()
-    assert main(["compare", str(only_units), str(a)]) == 2
-    assert "no per-datapoint values" in _error(capsys)
+    assert "no per-datapoint values" in _refusal(capsys, only_units, a)
 
     copy = tmp_path / "copy.json"
     _evaluate(a, "--out", str(copy))
     values = per_example_path(copy)
     values.write_bytes(values.read_bytes()[:-8] + b"\0" * 8)  # one value altered in place
-    capsys.readouterr()
-    assert main(["compare", str(copy), str(a)]) == 2
-    assert "sha256 differs" in _error(capsys)
+    assert "sha256 differs" in _refusal(capsys, copy, a)
     values.unlink()
-    assert main(["compare", str(copy), str(a)]) == 2
-    assert "is missing" in _error(capsys)
+    assert "is missing" in _refusal(capsys, copy, a)
 
     # A file of the wrong length, with the report's hash updated to match it.
     save_file({"elbo": torch.zeros(3, dtype=torch.float64)}, str(values))
     report = json.loads(copy.read_text())
     report["provenance"]["per_example"]["sha256"] = hashlib.sha256(values.read_bytes()).hexdigest()
     copy.write_text(json.dumps(report))
-    assert main(["compare", str(copy), str(a)]) == 2
-    assert "not the report's" in _error(capsys)
+    assert "not the report's" in _refusal(capsys, copy, a)
 
 
 def test_compare_refuses_other_datapoints_under_the_same_split_name(
@@ -215,6 +209,4 @@ def test_compare_refuses_other_datapoints_under_the_same_split_name(
     reports = [tmp_path / "a-val.json", tmp_path / "b-val.json"]
     _evaluate(runs[0], "--split", "val", "--out", str(reports[0]))
     _evaluate(other, "--split", "val", "--out", str(reports[1]))
-    capsys.readouterr()
-    assert main(["compare", *map(str, reports)]) == 2
-    assert "scored different data: split_identity" in _error(capsys)
+    assert "scored different data: split_identity" in _refusal(capsys, *reports)
