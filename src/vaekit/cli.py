@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -278,15 +279,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from vaekit.files import write_json
 
-    a, b = load_evaluation(args.run_a), load_evaluation(args.run_b)
-    differences = compare_evaluations(a, b)
-    print(f"A: {a.path}\nB: {b.path}\n{differences[0].num_points} datapoints, B - A per datapoint")
-    print(format_comparison(differences))
+    a = load_evaluation(args.run_a)
+    others = [load_evaluation(path) for path in args.run_b]
+    comparisons = [(b, compare_evaluations(a, b)) for b in others]  # every refusal before output
+    print(f"A: {a.path}")
+    for b, differences in comparisons:
+        print(f"\nB: {b.path}\n{differences[0].num_points} datapoints, B - A per datapoint")
+        print(format_comparison(differences))
     if args.out:
-        rows = [{**asdict(d), "z": d.z if math.isfinite(d.z) else None} for d in differences]
-        write_json(Path(args.out), {"a": str(a.path), "b": str(b.path), "differences": rows})
+        rows = [
+            {"b": str(b.path), "differences": [_finite_z(asdict(d), d.z) for d in differences]}
+            for b, differences in comparisons
+        ]
+        write_json(Path(args.out), {"a": str(a.path), "comparisons": rows})
         print(f"wrote {args.out}")
     return 0
+
+
+def _finite_z(row: dict[str, Any], z: float) -> dict[str, Any]:
+    return {**row, "z": z if math.isfinite(z) else None}  # JSON has no infinity
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -403,10 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "compare",
         cmd_compare,
-        "paired differences between two evaluated runs (B - A, per datapoint)",
+        "paired differences between evaluated runs (B - A, per datapoint)",
     )
     p.add_argument("run_a", metavar="A", help="run directory or evaluation report (JSON)")
-    p.add_argument("run_b", metavar="B", help="run directory or evaluation report (JSON)")
+    p.add_argument("run_b", metavar="B", nargs="+", help="one or more, each compared with A")
     p.add_argument("--out", help="also write the comparison as JSON")
 
     data = sub.add_parser("data", help="manage datasets", description="manage datasets")

@@ -39,18 +39,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return a, b
 
 
-def _error(capsys: pytest.CaptureFixture) -> str:  # type: ignore[type-arg]
-    err: str = capsys.readouterr().err
-    assert err.startswith("vaekit: error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
-
-
-def _refusal(capsys: pytest.CaptureFixture, a: Path, b: Path) -> str:  # type: ignore[type-arg]
-    """``vaekit compare a b`` exits 2; its one error line."""
+def _refusal(capsys: pytest.CaptureFixture, *paths: Path) -> str:  # type: ignore[type-arg]
+    """``vaekit compare PATHS...`` exits 2 and prints nothing but its one error line."""
     capsys.readouterr()
-    assert main(["compare", str(a), str(b)]) == 2
-    return _error(capsys)
+    assert main(["compare", *map(str, paths)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("vaekit: error: ") and err.count("\n") == 1, err
+    return str(err)
 
 
 def test_paired_difference_closed_forms() -> None:
@@ -113,7 +108,9 @@ def test_compare_prints_and_writes_paired_differences(
     assert main(["compare", str(a), str(b / "evaluation.json"), "--out", str(out)]) == 0
     table = capsys.readouterr().out
     assert "elbo" in table and "log_likelihood" in table and "± paired" in table
-    rows = {row["quantity"]: row for row in json.loads(out.read_text())["differences"]}
+    (comparison,) = json.loads(out.read_text())["comparisons"]
+    assert comparison["b"] == str(b / "evaluation.json")
+    rows = {row["quantity"]: row for row in comparison["differences"]}
     assert set(rows) == {"elbo", "log_likelihood"}
     values_a = load_file(str(per_example_path(a / "evaluation.json")))
     values_b = load_file(str(per_example_path(b / "evaluation.json")))
@@ -128,12 +125,22 @@ def test_compare_prints_and_writes_paired_differences(
     assert rows["log_likelihood"]["stderr"] < rows["log_likelihood"]["unpaired_stderr"]
 
 
-def test_compare_a_run_with_itself_gives_zero(
+def test_compare_several_runs_with_one(
     runs: tuple[Path, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture,  # type: ignore[type-arg]
 ) -> None:
-    assert main(["compare", str(runs[0]), str(runs[0])]) == 0
-    assert "+0.0000" in capsys.readouterr().out
+    a, b = runs
+    out = tmp_path / "several.json"
+    assert main(["compare", str(a), str(a), str(b), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("B: ") == 2 and "+0.0000" in printed  # A against itself
+    itself, other = json.loads(out.read_text())["comparisons"]
+    assert {row["difference"] for row in itself["differences"]} == {0.0}
+    assert {row["z"] for row in itself["differences"]} == {0.0}
+    assert other["b"] == str(b / "evaluation.json")
+    # One refused pair refuses the whole command before anything is printed.
+    assert "nope" in _refusal(capsys, a, b, tmp_path / "nope")
 
 
 def test_compare_refuses_estimates_with_different_k(
