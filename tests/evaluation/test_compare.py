@@ -205,6 +205,13 @@ def test_compare_refuses_missing_or_altered_values(
     copy.write_text(json.dumps(report))
     assert "not the report's" in _refusal(capsys, copy, a)
 
+    for record in ({"file": "../elsewhere/x.safetensors", "sha256": "0"}, ["not", "a", "record"]):
+        report["provenance"]["per_example"] = record
+        copy.write_text(json.dumps(report))
+        assert "is not a vaekit evaluation report" in _refusal(capsys, copy, a)
+    copy.write_text("{not json")
+    assert "is not a vaekit evaluation report" in _refusal(capsys, copy, a)
+
 
 def test_compare_refuses_other_datapoints_under_the_same_split_name(
     runs: tuple[Path, Path],

@@ -1,6 +1,6 @@
 """Per-datapoint scores next to an evaluation report, and paired comparisons of two models.
 
-``vaekit evaluate`` keeps each datapoint's ELBO terms and log p(x) in
+``vaekit evaluate`` keeps each datapoint's ELBO and log p(x) in
 ``<report>.per-example.safetensors`` beside ``<report>.json``; the report records the file's
 sha256. Two models scored on the same data (same dataset, split and binarised pixels) differ by
 the mean of their per-datapoint differences, and the standard error of that mean is
@@ -86,9 +86,11 @@ def load_evaluation(path: str | Path) -> Evaluation:
     try:
         report = json.loads(report_path.read_text())
         record = report["provenance"].get("per_example")
+        if record:  # a file name beside the report (with_name refuses a path) and its hash
+            values_path, sha256 = report_path.with_name(record["file"]), str(record["sha256"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
-            f"{str(report_path)!r} is not a vaekit evaluation report ({error}); "
+            f"{str(report_path)!r} is not a vaekit evaluation report ({error!r}); "
             f"run `vaekit evaluate` again"
         ) from None
     if not record:
@@ -97,11 +99,10 @@ def load_evaluation(path: str | Path) -> Evaluation:
             f"with no elbo/log-likelihood metric); run `vaekit evaluate` again with "
             f"--metrics elbo,log-likelihood"
         )
-    values_path = report_path.with_name(record["file"])
     redo = f"run `vaekit evaluate` again to rewrite {str(report_path)!r} and its values"
     if not values_path.is_file():
         raise CheckpointError(f"{str(values_path)!r} is missing; {redo}")
-    if _sha256(values_path) != record["sha256"]:
+    if _sha256(values_path) != sha256:
         raise CheckpointError(
             f"{str(values_path)!r} is not the file {str(report_path)!r} was written with "
             f"(sha256 differs); {redo}"
