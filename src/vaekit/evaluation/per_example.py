@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from vaekit.errors import CheckpointError, ConfigError
@@ -54,8 +54,10 @@ def write_per_example(report: Path, values: dict[str, Tensor]) -> dict[str, Any]
     tensors = {
         name: value.detach().to("cpu", torch.float64).contiguous() for name, value in values.items()
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-    return {"file": path.name, "sha256": _sha256(path), "quantities": sorted(tensors)}
+    data = save(tensors)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    digest = hashlib.sha256(data).hexdigest()
+    return {"file": path.name, "sha256": digest, "quantities": sorted(tensors)}
 
 
 @dataclass(frozen=True)
