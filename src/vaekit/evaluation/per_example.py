@@ -85,22 +85,28 @@ def load_evaluation(path: str | Path) -> Evaluation:
         raise CheckpointError(
             f"{str(report_path)!r} does not exist; run `vaekit evaluate {path}` first"
         )
+
+    def not_a_report(error: Exception) -> CheckpointError:
+        return CheckpointError(
+            f"{str(report_path)!r} is not a vaekit evaluation report ({error!r}); "
+            f"run `vaekit evaluate` again"
+        )
+
     try:
         report = json.loads(report_path.read_text())
         record = report["provenance"].get("per_example")
-        if record:  # a file name beside the report (with_name refuses a path) and its hash
-            values_path, sha256 = report_path.with_name(record["file"]), str(record["sha256"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CheckpointError(
-            f"{str(report_path)!r} is not a vaekit evaluation report ({error!r}); "
-            f"run `vaekit evaluate` again"
-        ) from None
+        raise not_a_report(error) from None
     if not record:
         raise CheckpointError(
             f"{str(report_path)!r} has no per-datapoint values (written by an older vaekit, or "
             f"with no elbo/log-likelihood metric); run `vaekit evaluate` again with "
             f"--metrics elbo,log-likelihood"
         )
+    try:  # a file name beside the report (with_name refuses a path) and its hash
+        values_path, sha256 = report_path.with_name(record["file"]), str(record["sha256"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise not_a_report(error) from None
     redo = f"run `vaekit evaluate` again to rewrite {str(report_path)!r} and its values"
     if not values_path.is_file():
         raise CheckpointError(f"{str(values_path)!r} is missing; {redo}")
