@@ -10,6 +10,8 @@ import time
 
 import torch
 
+from vaekit.runtime import cpu_has_bfloat16
+
 
 def machine() -> dict[str, object]:
     """What the figures were measured on."""
@@ -22,6 +24,7 @@ def machine() -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_average_1min": os.getloadavg()[0],
+        "cpu_has_bfloat16": cpu_has_bfloat16(),  # AMX or AVX512-BF16: native bfloat16 matmuls
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
@@ -29,11 +32,17 @@ def machine() -> dict[str, object]:
 
 
 def sgemm_gflops(
-    m: int = 2048, k: int = 2048, n: int = 2048, *, device: str = "cpu", seconds: float = 2.0
+    m: int = 2048,
+    k: int = 2048,
+    n: int = 2048,
+    *,
+    device: str = "cpu",
+    seconds: float = 2.0,
+    dtype: torch.dtype = torch.float32,
 ) -> float:
-    """Measured float32 matmul rate (GFLOP/s) for [m, k] @ [k, n] on ``device``."""
-    a = torch.randn(m, k, device=device)
-    b = torch.randn(k, n, device=device)
+    """Measured matmul rate (GFLOP/s) for [m, k] @ [k, n] on ``device``, float32 by default."""
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     count, start = 0, time.perf_counter()

@@ -151,6 +151,10 @@ def main() -> None:
     result["sgemm_gflops"] = sgemm_gflops(device=args.device)
     result["model_flops_per_epoch_gflop"] = flops_per_epoch / 1e9
     result["matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / result["sgemm_gflops"]
+    if args.precision == "bfloat16":  # the floor of the same work in bfloat16 matmuls
+        low_rate = sgemm_gflops(device=args.device, dtype=torch.bfloat16)
+        result["bfloat16_gemm_gflops"] = low_rate
+        result["bfloat16_matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / low_rate
     runs = {"vaekit": run_vaekit(args.epochs, args.device, args.precision)}
     if args.device != "cpu":
         result["cuda_max_allocated_mib_vaekit"] = torch.cuda.max_memory_allocated() / 2**20
@@ -165,6 +169,10 @@ def main() -> None:
         run["seconds_per_epoch"] = per_epoch
         run["effective_gflops"] = flops_per_epoch / 1e9 / per_epoch
         run["ratio_to_floor"] = per_epoch / result["matmul_floor_seconds_per_epoch"]
+    if args.precision == "bfloat16":
+        runs["vaekit"]["ratio_to_bfloat16_floor"] = (
+            runs["vaekit"]["seconds_per_epoch"] / result["bfloat16_matmul_floor_seconds_per_epoch"]
+        )
     if "canonical" in runs:
         result["speedup_vs_canonical"] = (
             runs["canonical"]["seconds_per_epoch"] / runs["vaekit"]["seconds_per_epoch"]

@@ -110,7 +110,7 @@ class Autoencoder(nn.Module, ABC):
 
         None for every other model, having done nothing and drawn no random numbers: the caller
         then calls ``loss`` and backpropagates. Both give the same numbers for the same generator
-        state.
+        state. Under ``torch.autocast`` the products run in autocast's dtype, as in ``loss``.
         """
         return None
 

@@ -24,6 +24,13 @@ under autograd), instead of the ~40 nodes and temporaries of the ``torch.distrib
 parameters' ``.grad`` in place, views of one flat buffer; the trainer takes this path
 (``Autoencoder.loss_and_grad_``). benchmarks/train_step.py times the three paths.
 
+Under ``torch.autocast`` (``train.precision = "bfloat16"``) the trunk's and the decoder's matrix
+products run in autocast's dtype, forward and backward, with float32 accumulation: on a CPU
+with AMX, or a GPU's tensor cores, several times the float32 rate. Everything elementwise (the
+activations, softplus, sigmoid, the KL, the importance weights), the two small Gaussian-head
+projections, the bias gradients and every value returned stay in the parameters' dtype, and the
+weight gradients are written in it: autocast's contract, without autograd.
+
 The gradients are checked against autograd through the distributions path in float64
 (tests/models/test_fused_elbo.py), and the noise ε is drawn exactly as ``draw`` draws it, so all
 paths give the same numbers for the same generator state.
@@ -144,11 +151,15 @@ class FusedELBO:
         ``scale · objective`` written into every parameter's ``.grad``, replacing what was there.
 
         Existing contiguous gradients are overwritten in place (``out=``), so a training loop that
-        calls this every step allocates no gradient memory after the first.
+        calls this every step allocates no gradient memory after the first. Under
+        ``torch.autocast`` the trunk's and decoder's matrix products run in autocast's dtype.
         """
-        *values, saved = _forward(self, x_in, x, eps, kl_weight)
-        grads = _grad_buffers(self.parameters())
-        _backward(self, saved, scale / x.shape[0], kl_weight, grads)
+        matmul = matmul_dtype(x.device)
+        # The casts are explicit: autocast itself would also round the head and the sums
+        with torch.autocast(x.device.type, enabled=False):
+            *values, saved = _forward(self, x_in, x, eps, kl_weight, matmul)
+            grads = _grad_buffers(self.parameters())
+            _backward(self, saved, scale / x.shape[0], kl_weight, grads)
         objective, recon, kl, bound = values
         return objective, recon, kl, bound
 
@@ -199,30 +210,78 @@ def _activation_backward(grad: Tensor, y: Tensor, layer: Layer) -> Tensor:
     return grad
 
 
+def matmul_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast gives matrix products on ``device`` now; None outside autocast."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
+# A layer with fewer inputs or outputs than this keeps its products in the parameters' dtype
+# under autocast: the casts cost more than bfloat16 saves there (784-400-20 VAE, 2-core AMX
+# CPU: the 20 -> 400 decoder layer's three products took 130 µs in bfloat16, 70 in float32).
+MIN_LOW_PRECISION_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One MLP stack's forward pass, as its backward pass needs it."""
+
+    outputs: list[Tensor]  # [h, y_1, ..., y_L]: the input, then every layer after its activation
+    # Per layer: its (input, weight) cast to the lower matmul dtype, or None (parameters' dtype)
+    casts: list[tuple[Tensor, Tensor] | None]
+
+
+def run_stack(layers: list[Layer], h: Tensor, matmul: torch.dtype | None = None) -> Stack:
+    """The stack's forward pass; its products in ``matmul`` (None: in h's dtype) for layers at
+    least ``MIN_LOW_PRECISION_WIDTH`` wide each way, the outputs in h's dtype."""
+    outputs: list[Tensor] = [h]
+    casts: list[tuple[Tensor, Tensor] | None] = []
+    for layer in layers:
+        weight, bias = layer.linear.weight, layer.linear.bias
+        if matmul is None or min(weight.shape) < MIN_LOW_PRECISION_WIDTH:
+            casts.append(None)
+            pre = torch.addmm(bias, h, weight.t())
+        else:  # float32 accumulation inside the kernel; the output is rounded to ``matmul``
+            h_low, weight_low = h.to(matmul), weight.to(matmul)
+            casts.append((h_low, weight_low))
+            pre = torch.addmm(bias.to(matmul), h_low, weight_low.t()).to(h.dtype)
+        h = _activate(pre, layer)
+        outputs.append(h)
+    return Stack(outputs, casts)
+
+
 def forward_stack(layers: list[Layer], h: Tensor) -> list[Tensor]:
     """Outputs of every layer (after its activation), inputs first: [h, y_1, ..., y_L]."""
-    outputs = [h]
-    for layer in layers:
-        h = _activate(torch.addmm(layer.linear.bias, h, layer.linear.weight.t()), layer)
-        outputs.append(h)
-    return outputs
+    return run_stack(layers, h).outputs
 
 
 def _backward_stack(
     layers: list[Layer],
-    outputs: list[Tensor],
+    stack: Stack,
     grad: Tensor,
     grads: list[Tensor],
     need_input_grad: bool,
 ) -> Tensor | None:
     """Writes each layer's weight and bias gradients into ``grads`` (in layer order, two per
-    layer); returns the gradient of the stack's input when ``need_input_grad``."""
+    layer); returns the gradient of the stack's input when ``need_input_grad``. The products run
+    in the dtype of the forward pass's (``stack.casts``)."""
+    outputs = stack.outputs
     for i in range(len(layers) - 1, -1, -1):
         grad = _activation_backward(grad, outputs[i + 1], layers[i])
-        torch.mm(grad.t(), outputs[i], out=grads[2 * i])
         torch.sum(grad, 0, out=grads[2 * i + 1])
-        if i > 0 or need_input_grad:
-            grad = grad.mm(layers[i].linear.weight)
+        needed = i > 0 or need_input_grad
+        cast = stack.casts[i] if stack.casts else None
+        if cast is None:
+            torch.mm(grad.t(), outputs[i], out=grads[2 * i])
+            if needed:
+                grad = grad.mm(layers[i].linear.weight)
+            continue
+        h_low, weight_low = cast
+        grad_low = grad.to(weight_low.dtype)
+        grads[2 * i].copy_(torch.mm(grad_low.t(), h_low))
+        if needed:
+            grad = grad_low.mm(weight_low).to(grad.dtype)
     return grad if need_input_grad else None
 
 
@@ -237,36 +296,43 @@ class _Saved:
     variance: Tensor
     in_range: Tensor  # where the log-variance clamp passes gradients
     weights: Tensor | None  # k > 1: the normalised importance weights [k, B]
-    trunk: list[Tensor]  # the trunk's input and layer outputs
-    decoder: list[Tensor]  # z and the decoder's layer outputs; the last are the logits
+    trunk: Stack  # the trunk's input and layer outputs
+    decoder: Stack  # z and the decoder's layer outputs; the last are the logits
 
 
 def _forward(
-    plan: FusedELBO, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float
+    plan: FusedELBO,
+    x_in: Tensor,
+    x: Tensor,
+    eps: Tensor,
+    kl_weight: float,
+    matmul: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, _Saved]:
-    """(objective, recon, KL, bound, saved tensors) of one batch; see ``FusedELBO.__call__``."""
+    """(objective, recon, KL, bound, saved tensors) of one batch; see ``FusedELBO.__call__``.
+    ``matmul``: the dtype of the trunk's and decoder's products (None: the parameters')."""
     b = x.shape[0]
     target = x.reshape(b, -1)
-    trunk = forward_stack(plan.trunk, x_in.reshape(b, -1))
-    h = trunk[-1]
+    trunk_stack = run_stack(plan.trunk, x_in.reshape(b, -1), matmul)
+    h = trunk_stack.outputs[-1]
     loc = torch.addmm(plan.loc.bias, h, plan.loc.weight.t())  # [B, D]
     log_var_raw = torch.addmm(plan.log_var.bias, h, plan.log_var.weight.t())
     log_var = log_var_raw.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
     scale = torch.exp(0.5 * log_var)
     z = torch.addcmul(loc, scale, eps)  # as draw(): loc + scale · eps, [B, D] or [k, B, D]
-    decoder = forward_stack(plan.decoder, z.reshape(-1, z.shape[-1]))
+    decoder_stack = run_stack(plan.decoder, z.reshape(-1, z.shape[-1]), matmul)
     variance = scale * scale
     in_range = (log_var_raw >= LOG_VAR_MIN) & (log_var_raw <= LOG_VAR_MAX)
+    stacks = (trunk_stack, decoder_stack)
     if plan.particles == 1:
-        logits = decoder[-1]  # [B, C·H·W]
+        logits = decoder_stack.outputs[-1]  # [B, C·H·W]
         # Σ_d softplus(l_d) - x_d l_d: the Bernoulli negative log-likelihood (grey x: BCE)
         recon = F.softplus(logits).sum() - torch.dot(target.reshape(-1), logits.reshape(-1))
         kl = 0.5 * (loc * loc + variance - log_var - 1).sum()
         objective = (recon + kl_weight * kl) / b
-        saved = _Saved(target, eps, loc, scale, variance, in_range, None, trunk, decoder)
+        saved = _Saved(target, eps, loc, scale, variance, in_range, None, *stacks)
         return objective, recon / b, kl / b, -(recon + kl) / b, saved
     k = plan.particles
-    logits = decoder[-1].view(k, b, -1)
+    logits = decoder_stack.outputs[-1].view(k, b, -1)
     log_px = torch.einsum("kbp,bp->kb", logits, target) - F.softplus(logits).sum(-1)  # [k, B]
     # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²), summed over D (the log 2π terms cancel)
     log_ratio = 0.5 * ((eps * eps - z * z).sum(-1) + log_var.sum(-1))  # [k, B]
@@ -275,7 +341,7 @@ def _forward(
     objective = -(torch.logsumexp(log_weights, 0) - log_k).mean()
     bound = (torch.logsumexp(log_px + log_ratio, 0) - log_k).mean()
     weights = torch.softmax(log_weights, 0)
-    saved = _Saved(target, eps, loc, scale, variance, in_range, weights, trunk, decoder)
+    saved = _Saved(target, eps, loc, scale, variance, in_range, weights, *stacks)
     return objective, -log_px.mean(), -log_ratio.mean(), bound, saved
 
 
@@ -285,7 +351,7 @@ def _backward(
     """Writes the parameter gradients of ``s`` × B × objective (``s`` = d loss / d objective
     divided by the batch size B) into ``grads`` (in ``plan.parameters()`` order)."""
     n_trunk, n_decoder = 2 * len(plan.trunk), 2 * len(plan.decoder)
-    probs = torch.sigmoid(saved.decoder[-1])  # [k·B, C·H·W]
+    probs = torch.sigmoid(saved.decoder.outputs[-1])  # [k·B, C·H·W]
     if saved.weights is None:  # k = 1: ∂/∂l of the summed recon is sigmoid(l) - x
         grad_logits = probs.sub_(saved.target).mul_(s)
     else:  # k > 1: particle i of datapoint b enters with its normalised weight w_ib
@@ -302,14 +368,14 @@ def _backward(
         # z = loc + exp(½ log σ²) ε: ∂z/∂log σ² = ½ σ ε; KL: ∂/∂log σ² = ½ (σ² - 1)
         grad_log_var = (grad_z * saved.eps * saved.scale + w * (saved.variance - 1)).mul_(0.5)
     else:
-        z = saved.decoder[0].view(k, b, -1)
+        z = saved.decoder.outputs[0].view(k, b, -1)
         # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²): ∂/∂z = -z, ∂/∂log σ² = ½ (ε fixed)
         grad_z = grad_z.view(k, b, -1).addcmul_(z, (saved.weights * w).view(k, b, 1))
         grad_loc = grad_z.sum(0)
         # Σ_i w_ib = 1, so the direct ½ of every particle adds up to ½ per datapoint
         grad_log_var = ((grad_z * saved.eps).sum(0) * saved.scale - w).mul_(0.5)
     grad_log_var.mul_(saved.in_range)  # the clamp passes gradients inside its range only
-    h = saved.trunk[-1]
+    h = saved.trunk.outputs[-1]
     head = grads[n_trunk : n_trunk + 4]
     torch.mm(grad_loc.t(), h, out=head[0])
     torch.sum(grad_loc, 0, out=head[1])
@@ -329,7 +395,7 @@ def _dreg_encoder_grads(
     ∂a_i/∂z_i takes the weight c_i = (1 - β) w_i + β w_i² (1 for k = 1). ``grad_z`` from the
     decoder already carries w_i, so it is scaled by (1 - β) + β w_i. ``w`` is s · β.
     """
-    z = saved.decoder[0].view_as(saved.eps)
+    z = saved.decoder.outputs[0].view_as(saved.eps)
     path = z - saved.eps / saved.scale  # -∂/∂z (log p(z) - log q(z|x)), q's parameters fixed
     if saved.weights is None:  # k = 1
         grad_z = grad_z.view_as(z).add_(path * w)
@@ -347,11 +413,13 @@ class _FusedELBOFunction(torch.autograd.Function):
         ctx: Any, plan: FusedELBO, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float,
         *params: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        # VAE.loss takes this node outside autocast only: products in the parameters' dtype
         objective, recon, kl, bound, saved = _forward(plan, x_in, x, eps, kl_weight)
-        ctx.plan, ctx.kl_weight, ctx.num_trunk = plan, kl_weight, len(saved.trunk)
+        trunk, decoder = saved.trunk.outputs, saved.decoder.outputs
+        ctx.plan, ctx.kl_weight, ctx.num_trunk = plan, kl_weight, len(trunk)
         ctx.save_for_backward(
             saved.target, saved.eps, saved.loc, saved.scale, saved.variance, saved.in_range,
-            saved.weights, *saved.trunk, *saved.decoder,
+            saved.weights, *trunk, *decoder,
         )  # fmt: skip
         ctx.mark_non_differentiable(recon, kl, bound)
         return objective, recon, kl, bound
@@ -360,7 +428,7 @@ class _FusedELBOFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_objective: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
         plan: FusedELBO = ctx.plan
         target, eps, loc, scale, variance, in_range, weights, *layers = ctx.saved_tensors
-        trunk, decoder = layers[: ctx.num_trunk], layers[ctx.num_trunk :]
+        trunk, decoder = Stack(layers[: ctx.num_trunk], []), Stack(layers[ctx.num_trunk :], [])
         saved = _Saved(target, eps, loc, scale, variance, in_range, weights, trunk, decoder)
         grads = [torch.empty_like(p) for p in plan.parameters()]
         _backward(plan, saved, grad_objective / target.shape[0], ctx.kl_weight, grads)

@@ -99,7 +99,8 @@ class VAE(Autoencoder):
         self, x: Tensor, *, kl_weight: float = 1.0, generator: torch.Generator | None = None
     ) -> Loss:
         weight = self.beta * kl_weight
-        # The fused ELBO is float32 code: under autocast (bfloat16 training) the modules run.
+        # The fused autograd node computes its products in the parameters' dtype: under
+        # autocast the modules run (loss_and_grad_, the trainer's path, honours autocast).
         autocast = torch.is_autocast_enabled(x.device.type)
         if self.fused is not None and torch.is_grad_enabled() and not autocast:
             return self._fused_loss(x, weight, generator)
@@ -157,7 +158,7 @@ class VAE(Autoencoder):
         generator: torch.Generator | None = None,
         scale: float = 1.0,
     ) -> Loss | None:
-        if self.fused is None or torch.is_autocast_enabled(x.device.type):
+        if self.fused is None:
             return None
         x_in, eps = self._fused_inputs(x, generator)
         out = self.fused.loss_and_grad_(x_in, x, eps, self.beta * kl_weight, scale)

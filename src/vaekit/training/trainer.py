@@ -60,8 +60,8 @@ class Trainer:
     at the same step. ``fit``, ``evaluate`` and ``state_dict`` are then collective calls.
 
     ``precision="bfloat16"`` computes the training loss under ``torch.autocast`` (bfloat16
-    matmuls and convolutions; weights, gradients, Adam and validation stay float32) and so
-    always goes through autograd: the hand-derived gradients are float32 code.
+    matmuls and convolutions; weights, gradients, Adam and validation stay float32), through
+    hand-derived gradients where the model has them (their products in bfloat16 too).
 
     ``ema_decay`` keeps an exponential moving average of the weights (``averaging.py``):
     validation and ``averaged_weights()`` use it, training steps the live weights.
@@ -104,7 +104,7 @@ class Trainer:
         self.grad_clip, self.seed = grad_clip, seed
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
-        # bfloat16: the loss runs under autocast (autograd; float32 weights, gradients and Adam)
+        # bfloat16: the loss runs under autocast (float32 weights, gradients and Adam)
         self.autocast = precision == "bfloat16"
         if max_bad_steps < 1 or max_rollbacks < 0 or (checkpoint_every or 1) < 1:
             raise ValueError("max_bad_steps and checkpoint_every must be >= 1, max_rollbacks >= 0")
@@ -224,16 +224,15 @@ class Trainer:
             min_lr=self.min_lr,
         )
         weight = kl_weight(self.cursor.step, self.warmup_steps)
-        # Models with hand-derived gradients write them into .grad themselves (no autograd).
-        loss = None
-        if not self.autocast:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            # Models with hand-derived gradients write them into .grad themselves (no autograd).
             loss = self.model.loss_and_grad_(
                 x, kl_weight=weight, generator=self.generator, scale=share
             )
-        direct = loss is not None
-        if loss is None:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            direct = loss is not None
+            if loss is None:
                 loss = self.model.loss(x, kl_weight=weight, generator=self.generator)
+        if not direct:
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
         names = list(loss.objectives)
