@@ -26,6 +26,7 @@ from vaekit.evaluation import log_likelihood
 from vaekit.evaluation.likelihood import DEFAULT_ROWS_PER_CALL
 from vaekit.models.base import Autoencoder
 from vaekit.runs import load_run
+from vaekit.runtime import retain_freed_memory
 
 ROOT = Path(__file__).parents[1]
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="log_likelihood(compile=True)")
     args = parser.parse_args()
+    retained = retain_freed_memory()  # as the CLI does
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -96,6 +98,7 @@ def main() -> None:
     x = torch.bernoulli(grey, generator=torch.Generator().manual_seed(0))  # binary, as in papers
 
     result: dict[str, object] = {"benchmark": "eval_importance_sampling", "machine": machine()}
+    result["retain_freed_memory"] = retained
     result["settings"] = {
         "num_images": len(x), "num_importance_samples": args.num_samples,
         "batch_size": args.batch_size, "chunk_size": args.chunk_size,

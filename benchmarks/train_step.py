@@ -28,7 +28,7 @@ from benchmarks.common import machine, peak_rss_mib
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
 from vaekit.models import VAE
-from vaekit.runtime import on_every_thread
+from vaekit.runtime import on_every_thread, retain_freed_memory
 from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).parents[1]
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--with-dreg", action="store_true", help='add "direct, dreg"')
     args = parser.parse_args()
+    retained = retain_freed_memory()  # as the CLI does
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -97,6 +98,7 @@ def main() -> None:
         "recipe": str(args.config),
         "num_particles": config.model.num_particles,
         "batch_size": args.batch_size,
+        "retain_freed_memory": retained,
         "ms_per_step": {
             k: {"min": min(v), "median": statistics.median(v)} for k, v in timings.items()
         },

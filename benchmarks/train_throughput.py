@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.common import machine, peak_rss_mib, sgemm_gflops
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
+from vaekit.runtime import retain_freed_memory
 from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).parents[1]
@@ -134,6 +135,7 @@ def main() -> None:
         "--precision", default="float32", choices=["float32", "bfloat16"], help="vaekit's loop"
     )
     args = parser.parse_args()
+    retained = retain_freed_memory()  # as the CLI does
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -146,6 +148,7 @@ def main() -> None:
     params = 784 * 400 + 400 * 40 + 20 * 400 + 400 * 784
     flops_per_epoch = 6.0 * params * len(train)  # forward 2, backward 4 FLOPs per weight
     result: dict[str, object] = {"benchmark": "train_throughput", "machine": machine()}
+    result["retain_freed_memory"] = retained
     result["device"] = args.device
     result["precision_vaekit"] = args.precision
     result["sgemm_gflops"] = sgemm_gflops(device=args.device)

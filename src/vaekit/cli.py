@@ -20,7 +20,7 @@ from vaekit.build import build_dataset, lookup
 from vaekit.config import load_config
 from vaekit.errors import VaekitError
 from vaekit.runs import Run, load_run
-from vaekit.runtime import choose_device, new_run_path
+from vaekit.runtime import choose_device, new_run_path, retain_freed_memory
 from vaekit.samplers import (
     IMPUTATION_KERNELS,
     MASKS,
@@ -439,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             _err(f"--{name.replace('_', '-')} must be at least 1")
             return 2
+    retain_freed_memory()  # every step frees and re-asks megabyte temporaries (runtime.py)
     try:
         return int(args.handler(args))
     except VaekitError as error:
