@@ -3,7 +3,8 @@
 "direct": the fused ELBO writes its hand-derived gradients in place (``loss_and_grad_``, the
 trainer's path for this model); "fused node": the same maths as one autograd node; "distributions":
 autograd through ``torch.distributions`` (the path of every other model). ``--with-dreg`` adds
-"direct, dreg": the direct path with ``model.gradient_estimator = "dreg"``.
+"direct, dreg": the direct path with ``model.gradient_estimator = "dreg"``; ``--with-bfloat16``
+adds "direct, bfloat16": the direct path with ``train.precision = "bfloat16"``.
 
 One process, interleaved blocks of 40 trainer steps so that the machine's drift hits every
 variant alike; prints the minimum and median ms/step of each variant as JSON.
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=None, help="k (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--with-dreg", action="store_true", help='add "direct, dreg"')
+    parser.add_argument(
+        "--with-bfloat16", action="store_true", help='add "direct, bfloat16" (train.precision)'
+    )
     args = parser.parse_args()
     retained = retain_freed_memory()  # as the CLI does
     if args.threads is not None:
@@ -58,6 +62,7 @@ def main() -> None:
     batches = order.split(args.batch_size)
     trainers = {}
     names = ["direct", "fused node", "distributions"] + ["direct, dreg"] * args.with_dreg
+    names += ["direct, bfloat16"] * args.with_bfloat16
     for name in names:
         torch.manual_seed(0)
         model_config = config.model
@@ -69,17 +74,23 @@ def main() -> None:
             model.loss_and_grad_ = lambda x, **kwargs: None  # type: ignore[method-assign]
         if name == "distributions":
             model.fused = None
+        precision = "bfloat16" if name == "direct, bfloat16" else "float32"
         trainers[name] = Trainer(
-            model, dataset, epochs=1, batch_size=args.batch_size, lr=1e-3, seed=1, progress=False
-        )
+            model, dataset, epochs=1, batch_size=args.batch_size, lr=1e-3, seed=1,
+            progress=False, precision=precision,
+        )  # fmt: skip
         for i in range(args.warmup_steps):
             trainers[name]._step(batches[i % len(batches)])
-    variants = [
-        ("direct", True),
-        ("direct", False),
-        ("fused node", True),
-        ("distributions", True),
-    ] + [("direct, dreg", True)] * args.with_dreg
+    variants = (
+        [
+            ("direct", True),
+            ("direct", False),
+            ("fused node", True),
+            ("distributions", True),
+        ]
+        + [("direct, dreg", True)] * args.with_dreg
+        + [("direct, bfloat16", True)] * args.with_bfloat16
+    )
     timings: dict[str, list[float]] = {}
     for block in range(args.blocks):
         for name, flush in variants:

@@ -126,10 +126,17 @@ def _flat_gradient(model: VAE, low: bool, direct: bool, x: torch.Tensor) -> torc
     return torch.cat([g.reshape(-1) for g in grads])
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_bfloat16_direct_gradients_are_as_close_to_float32_as_autocasts(seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "particles", "estimator"), [(0, 1, "reparam"), (1, 1, "reparam"), (0, 5, "dreg")]
+)
+def test_bfloat16_direct_gradients_are_as_close_to_float32_as_autocasts(
+    seed: int, particles: int, estimator: str
+) -> None:
     torch.manual_seed(seed)
-    model = build_model(dataclasses.replace(MODEL, hidden=(96, 80)), SHAPE)
+    config = dataclasses.replace(
+        MODEL, hidden=(96, 80), num_particles=particles, gradient_estimator=estimator
+    )
+    model = build_model(config, SHAPE)
     assert isinstance(model, VAE) and model.fused is not None
     x = _patterns(64).train.x
     full = _flat_gradient(model, low=False, direct=True, x=x)

@@ -139,7 +139,8 @@ class VAE(Autoencoder):
         w = torch.softmax(log_weights.detach(), 0)
         if z.requires_grad and k > 1:
             path_scale = ((1 - weight) + weight * w).unsqueeze(-1)
-            z.register_hook(lambda grad: grad * path_scale)
+            # (in z's dtype: bfloat16 under autocast, while the weights w are float32)
+            z.register_hook(lambda grad: (grad * path_scale).to(grad.dtype))
         surrogate = -(w * log_weights).sum(0).mean()
         with torch.no_grad():  # the loss's value and metrics only: no graph for them
             if k == 1:
