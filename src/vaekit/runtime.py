@@ -96,11 +96,12 @@ def retain_freed_memory() -> bool:
     Every step of training or importance sampling frees megabyte-sized temporaries and asks for
     the same sizes again. glibc's malloc hands freed memory at the top of its heap back to the
     kernel once more than a few MiB are free there, and maps blocks over a (moving) threshold
-    afresh, so the next step page-faults those pages in again: on the 2-core VM the bias copy
-    into a fresh [1000, 784] logits buffer took 1 ms instead of ~0.1 ms, and a bfloat16 training
-    step took 400 page faults. With blocks up to 32 MiB served from the heap and up to 512 MiB of
-    free heap kept, the faults go. The setting is process-wide and stays; the CLI sets it for
-    every command. False (nothing changed) where the C library has no ``mallopt`` (not glibc).
+    afresh, so the next step page-faults those pages in again: eager importance sampling of the
+    784-400-20 model took 630-4,000 page faults per 1,000-row chunk (7.7-11 ms against 6.5 ms
+    per chunk without them; tests/test_runtime.py). With blocks up to 32 MiB served from the
+    heap and up to 512 MiB of free heap kept, the faults go. The setting is process-wide and
+    stays; the CLI sets it for every command. False (nothing changed) where the C library has
+    no ``mallopt`` (not glibc).
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

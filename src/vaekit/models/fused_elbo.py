@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +157,8 @@ class FusedELBO:
         """
         matmul = matmul_dtype(x.device)
         # The casts are explicit: autocast itself would also round the head and the sums
-        with torch.autocast(x.device.type, enabled=False):
+        off = nullcontext() if matmul is None else torch.autocast(x.device.type, enabled=False)
+        with off:
             *values, saved = _forward(self, x_in, x, eps, kl_weight, matmul)
             grads = _grad_buffers(self.parameters())
             _backward(self, saved, scale / x.shape[0], kl_weight, grads)

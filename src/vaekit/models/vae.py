@@ -139,7 +139,7 @@ class VAE(Autoencoder):
         w = torch.softmax(log_weights.detach(), 0)
         if z.requires_grad and k > 1:
             path_scale = ((1 - weight) + weight * w).unsqueeze(-1)
-            # (in z's dtype: bfloat16 under autocast, while the weights w are float32)
+            # the scaled gradient keeps z's dtype (bfloat16 under autocast; w is float32)
             z.register_hook(lambda grad: (grad * path_scale).to(grad.dtype))
         surrogate = -(w * log_weights).sum(0).mean()
         with torch.no_grad():  # the loss's value and metrics only: no graph for them
