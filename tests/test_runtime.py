@@ -25,9 +25,12 @@ _FAULTS_PER_CHUNK = textwrap.dedent(
     model = build_model(ModelConfig(latent_dim=20, hidden=(400,), activation="relu"), (1, 28, 28))
     x = torch.bernoulli(torch.full((100, 1, 28, 28), 0.2))
     log_likelihood(model.eval(), x, num_samples=30, batch_size=100)
-    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    log_likelihood(model, x, num_samples=300, batch_size=100)  # 30 chunks of 1000 rows
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 30)
+    counts = []
+    for _ in range(4):  # the quietest of four windows: other processes can cause a few faults
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        log_likelihood(model, x, num_samples=100, batch_size=100)  # 10 chunks of 1000 rows
+        counts.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 10)
+    print(min(counts))
     """
 )
 
