@@ -98,10 +98,10 @@ def retain_freed_memory() -> bool:
     kernel once more than a few MiB are free there, and maps blocks over a (moving) threshold
     afresh, so the next step page-faults those pages in again: eager importance sampling of the
     784-400-20 model took 630-4,000 page faults per 1,000-row chunk (7.7-11 ms against 6.5 ms
-    per chunk without them; tests/test_runtime.py). With blocks up to 32 MiB served from the
-    heap and up to 512 MiB of free heap kept, the faults go. The setting is process-wide and
-    stays; the CLI sets it for every command. False (nothing changed) where the C library has
-    no ``mallopt`` (not glibc).
+    per chunk without them, an exploratory timing; tests/test_runtime.py checks the mechanism).
+    With blocks up to 32 MiB served from the heap and up to 512 MiB of free heap kept, the faults
+    go. The setting is process-wide and stays; the CLI sets it for every command (the library
+    does not). False (nothing changed) where the C library has no ``mallopt`` (not glibc).
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -40,7 +40,7 @@ def _patterns(num: int) -> Dataset:
 
 
 class _MatmulDtypes(TorchDispatchMode):
-    """Records (input widths, dtype) of every matrix product run while it is active."""
+    """Records ((inner width, output width), dtype) of every matrix product run while active."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +55,7 @@ class _MatmulDtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _trainer(precision: str, *, direct: bool = True, epochs: int = 8) -> Trainer:
+def _trainer(precision: str, *, direct: bool = True) -> Trainer:
     """A trainer of MODEL; ``direct=False`` removes its hand-derived gradients (autograd)."""
     torch.manual_seed(0)
     model = build_model(MODEL, SHAPE)
@@ -63,7 +63,7 @@ def _trainer(precision: str, *, direct: bool = True, epochs: int = 8) -> Trainer
     if not direct:
         model.fused = None
     return Trainer(
-        model, _patterns(400), epochs=epochs, batch_size=25, lr=1e-2, seed=0, precision=precision
+        model, _patterns(400), epochs=8, batch_size=25, lr=1e-2, seed=0, precision=precision
     )
 
 

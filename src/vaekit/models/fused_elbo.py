@@ -221,7 +221,8 @@ def matmul_dtype(device: torch.device) -> torch.dtype | None:
 
 # A layer with fewer inputs or outputs than this keeps its products in the parameters' dtype
 # under autocast: the casts cost more than bfloat16 saves there (784-400-20 VAE, 2-core AMX
-# CPU: the 20 -> 400 decoder layer's three products took 130 µs in bfloat16, 70 in float32).
+# CPU: the 20 -> 400 decoder layer's three products took 130 µs in bfloat16, 70 in float32,
+# an exploratory timing inside the training step).
 MIN_LOW_PRECISION_WIDTH = 64
 
 
@@ -273,7 +274,7 @@ def _backward_stack(
         grad = _activation_backward(grad, outputs[i + 1], layers[i])
         torch.sum(grad, 0, out=grads[2 * i + 1])
         needed = i > 0 or need_input_grad
-        cast = stack.casts[i] if stack.casts else None
+        cast = stack.casts[i]
         if cast is None:
             torch.mm(grad.t(), outputs[i], out=grads[2 * i])
             if needed:
@@ -430,8 +431,15 @@ class _FusedELBOFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_objective: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
         plan: FusedELBO = ctx.plan
         target, eps, loc, scale, variance, in_range, weights, *layers = ctx.saved_tensors
-        trunk, decoder = Stack(layers[: ctx.num_trunk], []), Stack(layers[ctx.num_trunk :], [])
-        saved = _Saved(target, eps, loc, scale, variance, in_range, weights, trunk, decoder)
+        trunk, decoder = layers[: ctx.num_trunk], layers[ctx.num_trunk :]
+        # every product in the parameters' dtype: no casts (one None per layer)
+        trunk_stack, decoder_stack = (
+            Stack(trunk, [None] * len(plan.trunk)),
+            Stack(decoder, [None] * len(plan.decoder)),
+        )
+        saved = _Saved(
+            target, eps, loc, scale, variance, in_range, weights, trunk_stack, decoder_stack
+        )
         grads = [torch.empty_like(p) for p in plan.parameters()]
         _backward(plan, saved, grad_objective / target.shape[0], ctx.kl_weight, grads)
         return (None, None, None, None, None, *grads)
