@@ -3,10 +3,13 @@
 Times ``vaekit.evaluation.log_likelihood`` and sets it next to the matmul work it must do: the
 decoder's FLOPs divided by the float32 matmul rate measured in the same run (before and after).
 A breakdown on one decoder call shows where the rest goes (network vs likelihood log_prob).
-Prints one JSON object.
+With ``--matmul bfloat16x3`` it also reports that path's own floor (its bfloat16 products at
+the measured bfloat16 GEMM rate). Prints one JSON object.
 
     python -m benchmarks.eval_importance_sampling                     # the full figure
     python -m benchmarks.eval_importance_sampling --num-images 200   # a quick look
+    python -m benchmarks.eval_importance_sampling --num-images 1000 --threads 1 --compile \
+        --matmul bfloat16x3                                           # a CPU with AMX
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from benchmarks.common import machine, peak_rss_mib, sgemm_gflops
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
 from vaekit.evaluation import log_likelihood
+from vaekit.evaluation.bfloat16x3 import MATMUL_PRECISIONS
 from vaekit.evaluation.likelihood import DEFAULT_ROWS_PER_CALL
 from vaekit.models.base import Autoencoder
 from vaekit.runs import load_run
@@ -50,6 +54,22 @@ def linear_macs(module: torch.nn.Module) -> int:
     return sum(
         m.in_features * m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)
     )
+
+
+def bfloat16x3_floor(
+    model: Autoencoder, rows: int, sgemm_rate: float, seconds: float
+) -> dict[str, float]:
+    """The bfloat16x3 path's own matmul floor: the last layer's product four times (one base,
+    three split terms) at the bfloat16 GEMM rate, the other layers at the float32 rate."""
+    linears = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    last = linears[-1].in_features * linears[-1].out_features
+    rate = sgemm_gflops(dtype=torch.bfloat16)
+    floor = 2.0 * rows * (4 * last / rate + (linear_macs(model.decoder) - last) / sgemm_rate) / 1e9
+    return {
+        "bfloat16_gemm_gflops": rate,
+        "bfloat16x3_floor_seconds": floor,
+        "ratio_to_bfloat16x3_floor": seconds / floor,
+    }
 
 
 def breakdown(model: Autoencoder, x: torch.Tensor, rows: int, reps: int = 20) -> dict[str, float]:
@@ -82,6 +102,9 @@ def main() -> None:
     parser.add_argument("--run", help="a trained 784-400-20 run (default: untrained weights)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="log_likelihood(compile=True)")
+    parser.add_argument(
+        "--matmul", choices=MATMUL_PRECISIONS, default="float32", help="log_likelihood(matmul=)"
+    )
     args = parser.parse_args()
     retained = retain_freed_memory()  # as the CLI does
     if args.threads:
@@ -105,6 +128,7 @@ def main() -> None:
         "rows_per_decoder_call": (args.chunk_size or DEFAULT_ROWS_PER_CALL // args.batch_size)
         * args.batch_size,
         "model": "784-400-20 ReLU, Bernoulli p(x|z)", "compile": args.compile,
+        "matmul": args.matmul,
     }  # fmt: skip
     rows = int(result["settings"]["rows_per_decoder_call"])  # type: ignore[index]
     before = sgemm_gflops()
@@ -113,13 +137,13 @@ def main() -> None:
     if args.compile:  # compile for the timed shapes first; reported on its own
         start = time.perf_counter()
         log_likelihood(model, x[: args.batch_size], num_samples=rows // args.batch_size,
-                       batch_size=args.batch_size, compile=True)  # fmt: skip
+                       batch_size=args.batch_size, compile=True, matmul=args.matmul)  # fmt: skip
         result["compile_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     values = log_likelihood(
         model, x, num_samples=args.num_samples, batch_size=args.batch_size,
         chunk_size=args.chunk_size, generator=torch.Generator().manual_seed(0),
-        compile=args.compile,
+        compile=args.compile, matmul=args.matmul,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     after = sgemm_gflops()
@@ -142,6 +166,11 @@ def main() -> None:
             "effective_gflops": decoder_flops / 1e9 / seconds,
             "mean_log_likelihood": float(values.mean()),
             "finite": bool(torch.isfinite(values).all()),
+            **(
+                bfloat16x3_floor(model, len(x) * args.num_samples, rate, seconds)
+                if args.matmul == "bfloat16x3"
+                else {}
+            ),
             "per_call": breakdown(model, x, rows),
             "peak_rss_mib": peak_rss_mib(),
             "load_average_1min_after": os.getloadavg()[0],

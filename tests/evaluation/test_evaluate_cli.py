@@ -110,3 +110,25 @@ def test_bad_arguments_exit_2(
 def test_missing_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[type-arg]
     assert main(["evaluate", str(tmp_path / "nope"), "--metrics", "elbo"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bfloat16x3_products_through_the_cli(vae_run: Path, tmp_path: Path) -> None:
+    reports = {}
+    for matmul in ("float32", "bfloat16x3"):
+        out = tmp_path / f"{matmul}.json"
+        args = ["evaluate", str(vae_run), "--metrics", "log-likelihood", "--matmul", matmul]
+        assert main([*args, "--out", str(out), *FAST]) == 0
+        reports[matmul] = json.loads(out.read_text())
+    assert reports["bfloat16x3"]["provenance"]["matmul"] == "bfloat16x3"
+    float32, split = (report["metrics"]["log-likelihood"] for report in reports.values())
+    assert split["log_likelihood"] == pytest.approx(float32["log_likelihood"], rel=1e-5)
+
+
+def test_bfloat16x3_on_a_gaussian_run_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:  # type: ignore[type-arg]
+    run = _train(tmp_path / "gaussian", "model.likelihood=gaussian", "train.epochs=1")
+    args = ["evaluate", str(run), "--metrics", "log-likelihood", "--matmul", "bfloat16x3"]
+    assert main([*args, *FAST]) == 2
+    assert "Bernoulli likelihood only" in capsys.readouterr().err
+    assert not (run / "evaluation.json").exists()

@@ -23,12 +23,15 @@ from vaekit.config import DataConfig
 from vaekit.data import dataset_identity, default_data_root
 from vaekit.data.base import Dataset
 from vaekit.errors import ConfigError
+from vaekit.evaluation.bfloat16x3 import MATMUL_PRECISIONS
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
 from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, describe, extractor_spec
 from vaekit.evaluation.latent import active_units_metric, aggregate_posterior_metric, probes_metric
 from vaekit.evaluation.likelihood import (
+    BFLOAT16X3_SCOPE,
     DEFAULT_NUM_IMPORTANCE_SAMPLES,
     elbo_metric,
+    has_lean_path,
     log_likelihood_metric,
 )
 from vaekit.evaluation.parzen import parzen_metric
@@ -122,6 +125,7 @@ def evaluate_run(
     seed: int = 0,
     device: torch.device | str = "cpu",
     compile: bool = False,
+    matmul: str = "float32",
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
@@ -139,8 +143,18 @@ def evaluate_run(
                         ("num_samples", num_samples), ("batch_size", batch_size)):  # fmt: skip
         if value < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+    if matmul not in MATMUL_PRECISIONS:
+        raise ConfigError(
+            f"unknown matmul {matmul!r}; choose one of: {', '.join(MATMUL_PRECISIONS)}"
+        )
     started = time.perf_counter()
     run = load_run(path, device=device)
+    if matmul != "float32" and not has_lean_path(run.model):
+        raise ConfigError(
+            f"--matmul {matmul} {BFLOAT16X3_SCOPE}, and {path} has a "
+            f"{run.config.model.likelihood} likelihood with a {run.config.model.network} "
+            "network; drop --matmul (float32 is the default)"
+        )
     data, run_seed = run.config.data, run.config.train.seed
     dataset = build_dataset(data, run_seed)
     ctx = EvaluationContext(
@@ -153,6 +167,7 @@ def evaluate_run(
         seed=seed,
         grey_targets=_grey_targets(run.config.model.likelihood, dataset, split),
         compile=compile,
+        matmul=matmul,
         load_grey=lambda: build_dataset(replace(data, binarize="none"), run_seed),
         load_extractor=extractor_loader(data),
     )
@@ -177,6 +192,7 @@ def evaluate_run(
             "num_importance_samples": num_importance_samples,
             "num_samples": num_samples,
             "compile": compile,
+            "matmul": matmul,
             "seed": seed,
             "device": str(ctx.device),
             "torch_threads": torch.get_num_threads(),
