@@ -40,7 +40,7 @@ def test_product_is_float32_accurate_where_one_bfloat16_product_is_not() -> None
     bfloat16 = _relative_error((h.bfloat16() @ weight.bfloat16()).float(), exact)
     split = _relative_error(BFloat16x3Weight(weight)(h), exact)
     assert float32 < 1e-6 and bfloat16 > 1e-3
-    assert split < 5e-5, (float32, split, bfloat16)
+    assert split < 3e-5, (float32, split, bfloat16)  # measured 1.1e-5, 4e-7, 4.5e-3
 
 
 def test_compiled_split_keeps_the_low_part() -> None:

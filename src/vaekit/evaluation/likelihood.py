@@ -187,16 +187,6 @@ def _compiled(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     return run
 
 
-def _hidden_then_split(layers: nn.Sequential, z: Tensor) -> tuple[Tensor, Tensor]:
-    """All but the last of ``layers`` on z, and their output split for bfloat16x3 products.
-    Module-level and taking the model's own Sequential, so torch.compile's cache is reused by
-    every ``log_likelihood`` call on the same model."""
-    h = z
-    for module in list(layers)[:-1]:
-        h = module(h)
-    return h, split_rows(h)
-
-
 class _BernoulliLinearLogPx:
     """log p(x|z) [k, B] for z [k, B, D] when p(x|z) is Bernoulli with logits l = h Wᵀ + b from a
     final Linear layer (MLP decoders); ``of`` returns None for other decoders.
@@ -208,9 +198,9 @@ class _BernoulliLinearLogPx:
     ``decoder(z).log_prob(x)`` up to float rounding.
 
     ``matmul="bfloat16x3"`` takes h Wᵀ as three-term bfloat16 products (bfloat16x3.py): float32
-    accuracy to ~1e-5 of the logits, several times faster than sgemm on a CPU with AMX.
-    ``compile=True`` fuses the softplus sum (and the bfloat16 split of h with the hidden
-    layers) with torch.compile.
+    accuracy to ~1e-5 of the logits from GEMMs several times faster than sgemm on a CPU with AMX
+    (the estimator ~1.25 times faster for a 784-400-20 decoder, docs/evaluation.md).
+    ``compile=True`` fuses the softplus sum (and the bfloat16 split of h) with torch.compile.
     """
 
     def __init__(self, network: MLPDecoderNet, *, compile: bool, matmul: str) -> None:
@@ -222,15 +212,15 @@ class _BernoulliLinearLogPx:
             nn.Sequential(*hidden) if layers is None else lambda h: forward_stack(layers, h)[-1]
         )
         self.reduce: Callable[..., Tensor] = softplus_sum
-        # bfloat16x3 only: the split last weight, and z -> (h, split_rows(h))
+        # bfloat16x3 only: the split last weight, and how h is split. The hidden layers stay
+        # eager: compiled with the split they were slower (tanh layers of the IWAE decoder).
         self.split: BFloat16x3Weight | None = None
-        self.split_features: Callable[[Tensor], tuple[Tensor, Tensor]] = self._trunk_then_split
+        self.split_rows: Callable[[Tensor], Tensor] = split_rows
         if matmul == "bfloat16x3":
             self.split = BFloat16x3Weight(last.weight.t())
             self.reduce = split_softplus_sum
             if compile:  # without the option inductor drops the bfloat16 round trip of the split
-                features = _compiled(_hidden_then_split, emulate_precision_casts=True)
-                self.split_features = lambda z: features(network.layers, z)
+                self.split_rows = _compiled(split_rows, emulate_precision_casts=True)
         if compile:
             self.reduce = _compiled(self.reduce)
 
@@ -245,10 +235,6 @@ class _BernoulliLinearLogPx:
             return None
         return cls(network, compile=compile, matmul=matmul)
 
-    def _trunk_then_split(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.trunk(z)
-        return h, split_rows(h)
-
     def bind(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(x W [B, H], x · b [B]) for a batch x of targets."""
         x_flat = x.reshape(x.shape[0], -1)  # [B, C·H·W]
@@ -257,12 +243,11 @@ class _BernoulliLinearLogPx:
     def __call__(self, z: Tensor, x_weight: Tensor, x_bias: Tensor) -> Tensor:
         k, b = z.shape[:2]
         z_rows = z.reshape(k * b, -1)
+        h = self.trunk(z_rows)  # [k·B, H]
         if self.split is None:
-            h = self.trunk(z_rows)  # [k·B, H]
             softplus_total = self.reduce(torch.mm(h, self.last.weight.t()), self.last.bias)
         else:
-            h, rows = self.split_features(z_rows)
-            softplus_total = self.reduce(*self.split.parts(rows), self.last.bias)
+            softplus_total = self.reduce(*self.split.parts(self.split_rows(h)), self.last.bias)
         x_dot_logits = torch.einsum("kbh,bh->kb", h.view(k, b, -1), x_weight) + x_bias
         return x_dot_logits - softplus_total.view(k, b)
 
