@@ -156,13 +156,23 @@ def _libgomp() -> ctypes.CDLL | None:
     return gomp
 
 
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether the CPU computes bfloat16 natively (x86 AMX or AVX512-BF16 flags; Linux only)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX bfloat16 tiles, where a bfloat16 GEMM runs 5-7 times faster than
+    float32 sgemm (Linux only)."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def set_deterministic(enabled: bool) -> None:

@@ -112,13 +112,23 @@ def test_missing_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_bfloat16x3_products_through_the_cli(vae_run: Path, tmp_path: Path) -> None:
-    reports = {}
+@pytest.mark.parametrize("amx", [True, False])
+def test_bfloat16x3_products_through_the_cli(  # type: ignore[no-untyped-def]
+    vae_run: Path, tmp_path: Path, capsys, monkeypatch, amx: bool
+) -> None:
+    from vaekit.evaluation import evaluator
+
+    monkeypatch.setattr(evaluator, "cpu_has_amx", lambda: amx)
+    reports, logs = {}, {}
     for matmul in ("float32", "bfloat16x3"):
         out = tmp_path / f"{matmul}.json"
         args = ["evaluate", str(vae_run), "--metrics", "log-likelihood", "--matmul", matmul]
         assert main([*args, "--out", str(out), *FAST]) == 0
         reports[matmul] = json.loads(out.read_text())
+        logs[matmul] = capsys.readouterr().err
+    # Each setting is pointed at the other where the CPU says so, and only there.
+    assert ("this CPU has AMX: --matmul bfloat16x3" in logs["float32"]) is amx
+    assert ("pays off on CPUs with AMX" in logs["bfloat16x3"]) is not amx
     assert reports["bfloat16x3"]["provenance"]["matmul"] == "bfloat16x3"
     float32, split = (report["metrics"]["log-likelihood"] for report in reports.values())
     assert split["log_likelihood"] == pytest.approx(float32["log_likelihood"], rel=1e-5)
