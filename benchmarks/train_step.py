@@ -4,7 +4,9 @@
 trainer's path for this model); "fused node": the same maths as one autograd node; "distributions":
 autograd through ``torch.distributions`` (the path of every other model). ``--with-dreg`` adds
 "direct, dreg": the direct path with ``model.gradient_estimator = "dreg"``; ``--with-bfloat16``
-adds "direct, bfloat16": the direct path with ``train.precision = "bfloat16"``.
+adds "direct, bfloat16": the direct path with ``train.precision = "bfloat16"``;
+``--with-compile`` adds a ", compiled" twin of every direct variant (``train.compile``, compiled
+during the warm-up steps).
 
 One process, interleaved blocks of 40 trainer steps so that the machine's drift hits every
 variant alike; prints the minimum and median ms/step of each variant as JSON.
@@ -48,6 +50,9 @@ def main() -> None:
     parser.add_argument(
         "--with-bfloat16", action="store_true", help='add "direct, bfloat16" (train.precision)'
     )
+    parser.add_argument(
+        "--with-compile", action="store_true", help='add "..., compiled" (train.compile)'
+    )
     args = parser.parse_args()
     retained = retain_freed_memory()  # as the CLI does
     if args.threads is not None:
@@ -63,10 +68,13 @@ def main() -> None:
     trainers = {}
     names = ["direct", "fused node", "distributions"] + ["direct, dreg"] * args.with_dreg
     names += ["direct, bfloat16"] * args.with_bfloat16
+    names += [
+        f"{name}, compiled" for name in names if name.startswith("direct")
+    ] * args.with_compile
     for name in names:
         torch.manual_seed(0)
         model_config = config.model
-        if name == "direct, dreg":
+        if name.startswith("direct, dreg"):
             model_config = dataclasses.replace(model_config, gradient_estimator="dreg")
         model = build_model(model_config, dataset.event_shape)
         assert isinstance(model, VAE) and model.fused is not None
@@ -74,10 +82,10 @@ def main() -> None:
             model.loss_and_grad_ = lambda x, **kwargs: None  # type: ignore[method-assign]
         if name == "distributions":
             model.fused = None
-        precision = "bfloat16" if name == "direct, bfloat16" else "float32"
+        precision = "bfloat16" if name.startswith("direct, bfloat16") else "float32"
         trainers[name] = Trainer(
             model, dataset, epochs=1, batch_size=args.batch_size, lr=1e-3, seed=1,
-            progress=False, precision=precision,
+            progress=False, precision=precision, compile=name.endswith("compiled"),
         )  # fmt: skip
         for i in range(args.warmup_steps):
             trainers[name]._step(batches[i % len(batches)])
@@ -90,6 +98,7 @@ def main() -> None:
         ]
         + [("direct, dreg", True)] * args.with_dreg
         + [("direct, bfloat16", True)] * args.with_bfloat16
+        + [(name, True) for name in names if name.endswith("compiled")]
     )
     timings: dict[str, list[float]] = {}
     for block in range(args.blocks):

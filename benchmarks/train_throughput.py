@@ -105,7 +105,9 @@ def run_canonical(train: Dataset, test: Dataset, epochs: int, device: str) -> di
     return {"epoch_seconds": epoch_seconds, "test_loss": test_losses}
 
 
-def run_vaekit(epochs: int, device: str, precision: str = "float32") -> dict[str, object]:
+def run_vaekit(
+    epochs: int, device: str, precision: str = "float32", compile: bool = False
+) -> dict[str, object]:
     config = load_config(ROOT / "configs" / "pytorch-examples.toml")
     dataset = build_dataset(config.data, config.train.seed)
     model = build_model(config.model, dataset.event_shape)
@@ -119,6 +121,7 @@ def run_vaekit(epochs: int, device: str, precision: str = "float32") -> dict[str
     trainer = Trainer(
         model, dataset, epochs=epochs, batch_size=128, lr=1e-3, seed=1, progress=False,
         eval_batch_size=1000, on_epoch_end=mark, device=device, precision=precision,
+        compile=compile,
     )  # fmt: skip
     trainer.fit()
     seconds = [b - a for a, b in itertools.pairwise(marks)]
@@ -133,6 +136,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmark 3: GPU path)")
     parser.add_argument(
         "--precision", default="float32", choices=["float32", "bfloat16"], help="vaekit's loop"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="vaekit's train.compile (compiled in epoch 1)"
     )
     args = parser.parse_args()
     retained = retain_freed_memory()  # as the CLI does
@@ -151,6 +157,7 @@ def main() -> None:
     result["retain_freed_memory"] = retained
     result["device"] = args.device
     result["precision_vaekit"] = args.precision
+    result["compile_vaekit"] = args.compile
     result["sgemm_gflops"] = sgemm_gflops(device=args.device)
     result["model_flops_per_epoch_gflop"] = flops_per_epoch / 1e9
     result["matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / result["sgemm_gflops"]
@@ -158,7 +165,7 @@ def main() -> None:
         low_rate = sgemm_gflops(device=args.device, dtype=torch.bfloat16)
         result["bfloat16_gemm_gflops"] = low_rate
         result["bfloat16_matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / low_rate
-    runs = {"vaekit": run_vaekit(args.epochs, args.device, args.precision)}
+    runs = {"vaekit": run_vaekit(args.epochs, args.device, args.precision, args.compile)}
     if args.device != "cpu":
         result["cuda_max_allocated_mib_vaekit"] = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()

@@ -84,6 +84,7 @@ class TrainConfig:
     deterministic: bool = False
     num_threads: int | None = None
     precision: Literal["float32", "bfloat16"] = "float32"
+    compile: bool = False  # torch.compile the hand-derived gradients (MLP VAE/IWAE)
     checkpoint_every_steps: int | None = None
     max_bad_steps: int = 20
     max_rollbacks: int = 3

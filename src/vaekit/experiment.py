@@ -195,6 +195,11 @@ def _train(
             "bfloat16 and is much slower than float32; it is meant for GPUs (set "
             "train.precision = float32 here)"
         )
+    if train_cfg.compile and log is not None and world.is_main and not model.has_direct_gradients:
+        log(
+            "note: train.compile applies to models with hand-derived gradients (MLP VAE or IWAE "
+            "with a Gaussian q and a Bernoulli p); this one trains eagerly through autograd"
+        )
 
     config_hash = recorded_config_sha256(run) if resume else config_sha256(config)
 
@@ -222,6 +227,7 @@ def _train(
         grad_clip=train_cfg.grad_clip,
         ema_decay=train_cfg.ema_decay,
         precision=train_cfg.precision,
+        compile=train_cfg.compile,
         eval_batch_size=train_cfg.eval_batch_size,
         seed=train_cfg.seed,
         device=device,

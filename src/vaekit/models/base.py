@@ -103,6 +103,7 @@ class Autoencoder(nn.Module, ABC):
         kl_weight: float = 1.0,
         generator: torch.Generator | None = None,
         scale: float = 1.0,
+        compile: bool = False,
     ) -> Loss | None:
         """``loss`` with the gradient of ``scale`` × each objective already written into the
         ``.grad`` of that objective's parameters (replacing what was there), for models that
@@ -111,8 +112,14 @@ class Autoencoder(nn.Module, ABC):
         None for every other model, having done nothing and drawn no random numbers: the caller
         then calls ``loss`` and backpropagates. Both give the same numbers for the same generator
         state. Under ``torch.autocast`` the products run in autocast's dtype, as in ``loss``.
+        ``compile=True`` asks for the same computation through ``torch.compile``.
         """
         return None
+
+    @property
+    def has_direct_gradients(self) -> bool:
+        """Whether ``loss_and_grad_`` computes the gradients itself (else it returns None)."""
+        return False
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters per objective: one optimiser is made for each group."""

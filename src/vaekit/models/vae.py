@@ -151,6 +151,10 @@ class VAE(Autoencoder):
         metrics["loss"] = value
         return Loss({"model": objective}, {name: v.detach() for name, v in metrics.items()})
 
+    @property
+    def has_direct_gradients(self) -> bool:
+        return self.fused is not None
+
     def loss_and_grad_(
         self,
         x: Tensor,
@@ -158,11 +162,12 @@ class VAE(Autoencoder):
         kl_weight: float = 1.0,
         generator: torch.Generator | None = None,
         scale: float = 1.0,
+        compile: bool = False,
     ) -> Loss | None:
         if self.fused is None:
             return None
         x_in, eps = self._fused_inputs(x, generator)
-        out = self.fused.loss_and_grad_(x_in, x, eps, self.beta * kl_weight, scale)
+        out = self.fused.loss_and_grad_(x_in, x, eps, self.beta * kl_weight, scale, compile=compile)
         return self._fused_result(*out)
 
     def _fused_loss(self, x: Tensor, weight: float, generator: torch.Generator | None) -> Loss:
