@@ -164,8 +164,9 @@ class FusedELBO:
         calls this every step allocates no gradient memory after the first. Under
         ``torch.autocast`` the trunk's and decoder's matrix products run in autocast's dtype.
         ``compile=True`` runs the same code through ``torch.compile`` (seconds to compile once per
-        batch shape, then 13-28% faster per step on the CPU, docs/performance.md); where it
-        cannot compile it warns once and runs eagerly.
+        batch shape; then, in the trainer on an AMX CPU, 14-16% faster steps with bfloat16
+        products and 0-10% in float32, docs/performance.md); where it cannot compile it warns
+        once and runs eagerly.
         """
         matmul = matmul_dtype(x.device)
         # The casts are explicit: autocast itself would also round the head and the sums
