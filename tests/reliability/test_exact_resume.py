@@ -37,12 +37,14 @@ RECIPE = (
 )
 # The adversarial autoencoder has two parameter groups, so two optimisers to restore; the
 # weight average (train.ema_decay) is one more piece of state; bfloat16 products (64 hidden
-# units, wide enough for the direct path to cast them) must round the same way after a resume.
+# units, wide enough for the direct path to cast them) must round the same way after a resume;
+# compiled gradients (train.compile) are compiled again by the resuming process.
 KINDS = [kind for kind in ("vae", "aae") if kind in MODELS]
 VARIANTS = {
     **{kind: (f"model.kind={kind}",) for kind in KINDS},
     "vae-ema": ("model.kind=vae", "train.ema_decay=0.9"),
     "vae-bfloat16": ("model.kind=vae", "train.precision='bfloat16'", "model.hidden=[64]"),
+    "vae-compiled": ("model.kind=vae", "train.compile=true"),
 }
 
 
@@ -103,6 +105,7 @@ SCENARIOS = {
     **{f"{kind}-mid-epoch": (kind, (1, 1)) for kind in KINDS if kind != "vae"},
     "vae-ema-mid-epoch": ("vae-ema", (1, 1)),
     "vae-bfloat16-mid-epoch": ("vae-bfloat16", (1, 1)),
+    "vae-compiled-mid-epoch": ("vae-compiled", (1, 1)),
 }
 
 # Resumes every run named on the command line; the interrupted runs happened in the test
