@@ -8,10 +8,12 @@ import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,6 +175,32 @@ def cpu_has_amx() -> bool:
     """Whether the CPU has AMX bfloat16 tiles, where a bfloat16 GEMM runs 5-7 times faster than
     float32 sgemm (Linux only)."""
     return "amx_bf16" in _cpu_flags()
+
+
+def compiled_or_eager(
+    fn: Callable[..., Any], *, fallback: str, **options: Any
+) -> Callable[..., Any]:
+    """``fn`` through ``torch.compile`` (static shapes, inductor ``options``). Where compiling
+    fails (inductor needs a C++ compiler; a GPU, triton) the first call warns, naming
+    ``fallback`` (what runs instead, e.g. "training eagerly"), and this call and every later one
+    run ``fn`` itself: the same maths. Errors of ``fn`` itself are raised as usual."""
+    compiled = torch.compile(fn, dynamic=False, options=options or None)
+
+    def run(*args: Any) -> Any:
+        nonlocal compiled
+        if compiled is fn:
+            return fn(*args)
+        try:
+            return compiled(*args)
+        except Exception as error:
+            warnings.warn(
+                f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); {fallback}",
+                stacklevel=2,
+            )
+            compiled = fn
+            return fn(*args)
+
+    return run
 
 
 def set_deterministic(enabled: bool) -> None:

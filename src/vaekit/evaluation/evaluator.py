@@ -166,14 +166,15 @@ def evaluate_run(
         )
     started = time.perf_counter()
     run = load_run(path, device=device)
-    if matmul != "float32" and not has_lean_path(run.model):
+    lean = has_lean_path(run.model)
+    if matmul != "float32" and not lean:
         raise ConfigError(
             f"--matmul {matmul} {BFLOAT16X3_SCOPE}, and {path} has a "
             f"{run.config.model.likelihood} likelihood with a {run.config.model.network} "
             "network; drop --matmul (float32 is the default)"
         )
     on_cpu = torch.device(device).type == "cpu"
-    note = _matmul_note(matmul, lean=has_lean_path(run.model)) if on_cpu else None
+    note = _matmul_note(matmul, lean=lean) if on_cpu else None
     if log is not None and note and "log-likelihood" in names:
         log(note)
     data, run_seed = run.config.data, run.config.train.seed

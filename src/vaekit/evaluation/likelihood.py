@@ -8,9 +8,7 @@ so they score exactly the densities the model was trained with. Units: nats per 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +27,7 @@ from vaekit.evaluation.context import EvaluationContext, MetricResult
 from vaekit.models.base import Autoencoder, Decoder
 from vaekit.models.fused_elbo import forward_stack, parse_layers
 from vaekit.nn.mlp import MLPDecoderNet
+from vaekit.runtime import compiled_or_eager
 
 # Burda, Grosse & Salakhutdinov 2016 evaluate every model with K = 5000.
 DEFAULT_NUM_IMPORTANCE_SAMPLES = 5000
@@ -169,24 +168,6 @@ def split_softplus_sum(residual: Tensor, neg_base: Tensor, bias: Tensor | None =
     return softplus_sum(compose(residual, neg_base), bias)
 
 
-def _compiled(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
-    """``fn`` through torch.compile, or eager where no compiler works (with a warning)."""
-    compiled = torch.compile(fn, dynamic=False, options=options or None)
-
-    def run(*args: Any) -> Any:
-        nonlocal compiled
-        try:
-            return compiled(*args)
-        except Exception as error:  # inductor needs a C++ compiler; eager is the same maths
-            warnings.warn(
-                f"torch.compile failed ({type(error).__name__}); evaluating eagerly", stacklevel=2
-            )
-            compiled = fn
-            return fn(*args)
-
-    return run
-
-
 class _BernoulliLinearLogPx:
     """log p(x|z) [k, B] for z [k, B, D] when p(x|z) is Bernoulli with logits l = h Wᵀ + b from a
     final Linear layer (MLP decoders); ``of`` returns None for other decoders.
@@ -220,9 +201,11 @@ class _BernoulliLinearLogPx:
             self.split = BFloat16x3Weight(last.weight.t())
             self.reduce = split_softplus_sum
             if compile:  # without the option inductor drops the bfloat16 round trip of the split
-                self.split_rows = _compiled(split_rows, emulate_precision_casts=True)
+                self.split_rows = compiled_or_eager(
+                    split_rows, fallback="evaluating eagerly", emulate_precision_casts=True
+                )
         if compile:
-            self.reduce = _compiled(self.reduce)
+            self.reduce = compiled_or_eager(self.reduce, fallback="evaluating eagerly")
 
     @classmethod
     def of(cls, decoder: Decoder, *, compile: bool, matmul: str) -> _BernoulliLinearLogPx | None:

@@ -39,11 +39,10 @@ paths give the same numbers for the same generator state.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import torch
@@ -53,6 +52,7 @@ from torch.nn import functional as F
 from vaekit.distributions.likelihoods import BernoulliLikelihood, Likelihood
 from vaekit.distributions.posteriors import LOG_VAR_MAX, LOG_VAR_MIN, GaussianHead
 from vaekit.nn.mlp import MLPDecoderNet, MLPTrunk
+from vaekit.runtime import compiled_or_eager
 
 # Activations whose derivative can be read from their output y (so inputs need not be kept).
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
@@ -174,14 +174,11 @@ class FusedELBO:
         with off:
             grads = _grad_buffers(self.parameters())
             s = scale / x.shape[0]
-            if compile and (compiled := _compiled_values_and_grads()) is not None:
-                try:  # the weights as tensors: a new float would be a new graph every step
-                    as_tensor = partial(torch.tensor, device=x.device, dtype=x.dtype)
-                    return compiled(
-                        self, x_in, x, eps, as_tensor(kl_weight), as_tensor(s), matmul, grads
-                    )
-                except Exception as error:  # inductor needs a C++ compiler (a GPU: triton)
-                    _give_up_compiling(error)
+            if compile:  # the weights as tensors: a new float would be a new graph every step
+                as_tensor = partial(torch.tensor, device=x.device, dtype=x.dtype)
+                return _compiled_values_and_grads()(
+                    self, x_in, x, eps, as_tensor(kl_weight), as_tensor(s), matmul, grads
+                )
             return _values_and_grads(self, x_in, x, eps, kl_weight, s, matmul, grads)
 
 
@@ -203,23 +200,11 @@ def _values_and_grads(
     return objective, recon, kl, bound
 
 
-_COMPILED: list[Callable[..., Any] | None] = []  # [] until first asked; [None] after a failure
-
-
-def _compiled_values_and_grads() -> Callable[..., Any] | None:
-    """``_values_and_grads`` through torch.compile (made once per process; dynamo keeps one
-    graph per model and batch shape), or None once compiling has failed."""
-    if not _COMPILED:
-        _COMPILED.append(torch.compile(_values_and_grads, dynamic=False))
-    return _COMPILED[0]
-
-
-def _give_up_compiling(error: Exception) -> None:
-    _COMPILED[:] = [None]
-    warnings.warn(
-        f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training eagerly",
-        stacklevel=3,
-    )
+@cache
+def _compiled_values_and_grads() -> Callable[..., Any]:
+    """``_values_and_grads`` through torch.compile, made once per process (dynamo keeps one graph
+    per model and batch shape); eager from the first failure to compile on."""
+    return compiled_or_eager(_values_and_grads, fallback="training eagerly")
 
 
 def _grad_buffers(params: list[Tensor]) -> list[Tensor]:
