@@ -137,6 +137,34 @@ def test_direct_gradients_equal_autograd_and_reuse_the_grad_buffers(particles: i
         torch.testing.assert_close(p.grad, 0.25 * g, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("particles", [1, 4])
+def test_the_direct_path_reports_whether_its_gradients_are_finite(
+    particles: int, compile: bool
+) -> None:
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(MLP, num_particles=particles), (1, 5, 5))
+    x = torch.bernoulli(torch.full((6, 1, 5, 5), 0.4))
+
+    def flag(**kwargs: float) -> bool:
+        generator = torch.Generator().manual_seed(1)
+        loss = model.loss_and_grad_(x, generator=generator, compile=compile, **kwargs)
+        assert loss is not None and loss.grads_finite is not None
+        assert loss.grads_finite.shape == () and loss.grads_finite.dtype == torch.bool
+        grads = torch.cat([p.grad.flatten() for p in model.parameters()])  # type: ignore[union-attr]
+        assert bool(loss.grads_finite) == bool(
+            grads.isfinite().all() & loss.objectives["model"].isfinite()
+        )
+        return bool(loss.grads_finite)
+
+    assert flag()
+    assert not flag(scale=float("inf"))  # finite objective, infinite gradients
+    assert torch.isfinite(model.loss_and_grad_(x, scale=float("inf")).objectives["model"])  # type: ignore[union-attr]
+    with torch.no_grad():
+        model.decoder.network.layers[0].weight[0, 0] = float("nan")  # type: ignore[index]
+    assert not flag()
+
+
 def test_models_without_a_direct_path_draw_nothing() -> None:
     model = build_model(dataclasses.replace(MLP, likelihood="gaussian"), (1, 5, 5))
     generator = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,10 @@ def inject(model: Autoencoder, faults: dict[int, str], monkeypatch: pytest.Monke
             objectives = {k: v * bad_value[fault] for k, v in out.objectives.items()}
             return Loss(objectives, out.metrics)
         if fault == "nan-grad":
-            assert weight.grad is not None
+            assert weight.grad is not None and out.grads_finite is not None
             weight.grad.view(-1)[0] = float("nan")
+            # as the model would report a gradient it computed NaN: the trainer trusts its test
+            return replace(out, grads_finite=out.grads_finite & weight.grad.isfinite().all())
         return out
 
     def loss(x: torch.Tensor, **kwargs: Any) -> Loss:
@@ -295,6 +298,29 @@ def test_the_fast_path_never_reads_the_device(
         with forbid_host_reads(monkeypatch), pytest.raises(AssertionError, match="on the host"):
             for index in batches:
                 trainer._step(index)
+
+
+@pytest.mark.parametrize("path", ["direct", "autograd"])
+def test_direct_gradients_are_tested_where_they_are_written(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One process, no clipping: the trainer takes the model's own test (Loss.grads_finite)
+    instead of reading every gradient again; autograd's gradients it tests itself."""
+    model, dataset = tiny_model()
+    if path == "autograd":
+        autograd_only(model, monkeypatch)
+
+    def refuse(grads: list[torch.Tensor]) -> torch.Tensor:
+        raise AssertionError("the trainer read the gradients again")
+
+    monkeypatch.setattr(vaekit.training.trainer, "grads_finite", refuse)
+    trainer = Trainer(model, dataset, epochs=1, batch_size=50, lr=3e-3, progress=False)
+    if path == "direct":
+        trainer.fit()
+        assert trainer.guard.skipped == 0
+    else:
+        with pytest.raises(AssertionError, match="read the gradients again"):
+            trainer.fit()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -26,11 +26,15 @@ class Loss:
 
     ``objectives`` maps a parameter-group name (see ``Autoencoder.parameter_groups``) to the
     scalar that group's optimiser minimises; ``metrics`` holds detached per-datapoint batch means
-    in nats (``recon`` = -E_q log p(x|z), ``kl``, ``elbo``, ...).
+    in nats (``recon`` = -E_q log p(x|z), ``kl``, ``elbo``, ...). ``grads_finite``, which only
+    ``loss_and_grad_`` may set, is a [] bool on the device: whether the objectives and every
+    gradient it wrote are free of NaN and infinity, tested as they were computed, so that the
+    trainer need not read the gradients again; None leaves the test to the trainer.
     """
 
     objectives: dict[str, Tensor]
     metrics: dict[str, Tensor]
+    grads_finite: Tensor | None = None
 
 
 class Encoder(nn.Module):

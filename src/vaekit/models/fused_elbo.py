@@ -156,9 +156,11 @@ class FusedELBO:
         scale: float = 1.0,
         *,
         compile: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``__call__`` without autograd: the same (detached) values, and the gradient of
-        ``scale · objective`` written into every parameter's ``.grad``, replacing what was there.
+        ``scale · objective`` written into every parameter's ``.grad``, replacing what was there;
+        last, a [] bool: whether the objective and all those gradients are finite (``Loss``'s
+        ``grads_finite``; compiled, the test fuses into the kernels that write them).
 
         Existing contiguous gradients are overwritten in place (``out=``), so a training loop that
         calls this every step allocates no gradient memory after the first. Under
@@ -192,12 +194,15 @@ def _values_and_grads(
     s: float | Tensor,
     matmul: torch.dtype | None,
     grads: list[Tensor],
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(objective, recon, kl, bound), with the gradients of s · B · objective written into
-    ``grads``: the body of ``FusedELBO.loss_and_grad_``, eager or compiled."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(objective, recon, kl, bound, finite), with the gradients of s · B · objective written
+    into ``grads``: the body of ``FusedELBO.loss_and_grad_``, eager or compiled."""
     objective, recon, kl, bound, saved = _forward(plan, x_in, x, eps, kl_weight, matmul)
     _backward(plan, saved, s, kl_weight, grads)
-    return objective, recon, kl, bound
+    # NaN and infinities survive a sum. Per gradient, not over their flat buffer: compiled, each
+    # sum fuses into the kernel writing that gradient, where the flat one re-read them all.
+    total = objective + sum(g.sum() for g in grads)
+    return objective, recon, kl, bound, torch.isfinite(total)
 
 
 @cache
@@ -358,8 +363,7 @@ def _forward(
     target = x.reshape(b, -1)
     trunk_stack = run_stack(plan.trunk, x_in.reshape(b, -1), matmul)
     h = trunk_stack.outputs[-1]
-    loc = torch.addmm(plan.loc.bias, h, plan.loc.weight.t())  # [B, D]
-    log_var_raw = torch.addmm(plan.log_var.bias, h, plan.log_var.weight.t())
+    loc, log_var_raw = _heads(plan, h)  # [B, D] each
     log_var = log_var_raw.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
     scale = torch.exp(0.5 * log_var)
     z = torch.addcmul(loc, scale, eps)  # as draw(): loc + scale · eps, [B, D] or [k, B, D]
@@ -424,13 +428,45 @@ def _backward(
         grad_log_var = ((grad_z * saved.eps).sum(0) * saved.scale - w).mul_(0.5)
     grad_log_var.mul_(saved.in_range)  # the clamp passes gradients inside its range only
     h = saved.trunk.outputs[-1]
-    head = grads[n_trunk : n_trunk + 4]
-    torch.mm(grad_loc.t(), h, out=head[0])
-    torch.sum(grad_loc, 0, out=head[1])
-    torch.mm(grad_log_var.t(), h, out=head[2])
-    torch.sum(grad_log_var, 0, out=head[3])
-    grad_h = grad_loc.mm(plan.loc.weight).addmm_(grad_log_var, plan.log_var.weight)
+    grad_h = _heads_backward(plan, h, grad_loc, grad_log_var, grads[n_trunk : n_trunk + 4])
     _backward_stack(plan.trunk, saved.trunk, grad_h, grads[:n_trunk], False)
+
+
+# The Gaussian head's two projections of the trunk's output h: compiled, as one product of
+# their stacked weights (three matrix products fewer per step, the stacking fused into other
+# kernels; 784-400-20 VAE, 2-core AMX CPU: ~0.06 ms of a ~2.3 ms step); eagerly, as two (the
+# stacking and the split cost more than the calls they save there).
+
+
+def _heads(plan: FusedELBO, h: Tensor) -> tuple[Tensor, Tensor]:
+    """(loc, log-variance before its clamp) from the trunk's output h."""
+    if torch.compiler.is_compiling():
+        weight = torch.cat([plan.loc.weight, plan.log_var.weight])
+        both = torch.addmm(torch.cat([plan.loc.bias, plan.log_var.bias]), h, weight.t())
+        loc, log_var = both.split(plan.loc.out_features, 1)
+        return loc, log_var
+    loc = torch.addmm(plan.loc.bias, h, plan.loc.weight.t())
+    return loc, torch.addmm(plan.log_var.bias, h, plan.log_var.weight.t())
+
+
+def _heads_backward(
+    plan: FusedELBO, h: Tensor, grad_loc: Tensor, grad_log_var: Tensor, grads: list[Tensor]
+) -> Tensor:
+    """Writes the heads' (weight, bias) gradients into ``grads`` (loc's, then the
+    log-variance's) and returns the gradient of h."""
+    if torch.compiler.is_compiling():
+        grad_both = torch.cat([grad_loc, grad_log_var], 1)  # [B, 2D]
+        weights, biases = (
+            t.split(plan.loc.out_features) for t in (grad_both.t() @ h, grad_both.sum(0))
+        )
+        for out, value in zip(grads, (weights[0], biases[0], weights[1], biases[1]), strict=True):
+            out.copy_(value)
+        return grad_both.mm(torch.cat([plan.loc.weight, plan.log_var.weight]))
+    torch.mm(grad_loc.t(), h, out=grads[0])
+    torch.sum(grad_loc, 0, out=grads[1])
+    torch.mm(grad_log_var.t(), h, out=grads[2])
+    torch.sum(grad_log_var, 0, out=grads[3])
+    return grad_loc.mm(plan.loc.weight).addmm_(grad_log_var, plan.log_var.weight)
 
 
 def _dreg_encoder_grads(

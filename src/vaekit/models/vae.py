@@ -185,13 +185,20 @@ class VAE(Autoencoder):
         eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
         return x_in, eps
 
-    def _fused_result(self, objective: Tensor, recon: Tensor, kl: Tensor, bound: Tensor) -> Loss:
+    def _fused_result(
+        self,
+        objective: Tensor,
+        recon: Tensor,
+        kl: Tensor,
+        bound: Tensor,
+        grads_finite: Tensor | None = None,
+    ) -> Loss:
         """The Loss that ``loss`` returns, with the same metrics in the same order."""
         metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
         if self.num_particles > 1:
             metrics["iwae"] = bound
         metrics["loss"] = objective.detach()
-        return Loss({"model": objective}, metrics)
+        return Loss({"model": objective}, metrics, grads_finite)
 
     def elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Per-datapoint ELBO [B] in nats (one sample of z, closed-form KL where available)."""

@@ -243,6 +243,8 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
         names = list(loss.objectives)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
+        # The model's own test of what it wrote holds while nothing is added to it (one process)
+        tested = loss.grads_finite if direct and self.world.size == 1 else None
         for i, name in enumerate(names):
             objective, params = loss.objectives[name], self.groups[name]
             if share != 1:
@@ -250,10 +252,12 @@ class Trainer:
             if not direct:
                 objective.backward(inputs=params, retain_graph=i < len(names) - 1)
             objective = self.world.all_reduce_gradients(params, objective)  # summed over ranks
-            if self.grad_clip is None:
-                finite &= grads_finite([p.grad for p in params if p.grad is not None])
-            else:
+            if self.grad_clip is not None:
                 finite &= torch.isfinite(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+            elif tested is not None:
+                finite &= tested
+            else:
+                finite &= grads_finite([p.grad for p in params if p.grad is not None])
             finite &= torch.isfinite(objective)
         found_inf = self.guard.record(finite)
         if not self.masked_step and not bool(finite):
