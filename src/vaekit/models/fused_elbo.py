@@ -215,8 +215,9 @@ def _compiled_values_and_grads() -> Callable[..., Any]:
 def _grad_buffers(params: list[Tensor]) -> list[Tensor]:
     """The parameters' ``.grad`` where all can be written with ``out=``; otherwise new ones.
 
-    New gradients are views of one flat buffer, so that the trainer tests them all for NaN and
-    infinity with a single sum (``guard.grads_finite``).
+    New gradients are views of one flat buffer, so that where the trainer tests them itself
+    (distributed, after their all-reduce) one sum over it does (``guard.grads_finite``); in one
+    process it takes the test ``_values_and_grads`` made as it wrote them.
     """
     grads = [p.grad for p in params]
     usable = [
@@ -434,8 +435,9 @@ def _backward(
 
 # The Gaussian head's two projections of the trunk's output h: compiled, as one product of
 # their stacked weights (three matrix products fewer per step, the stacking fused into other
-# kernels; 784-400-20 VAE, 2-core AMX CPU: ~0.06 ms of a ~2.3 ms step); eagerly, as two (the
-# stacking and the split cost more than the calls they save there).
+# kernels; 784-400-20 VAE, 2-core AMX CPU: ~0.06 ms of a ~2.3 ms step in an exploratory A/B,
+# docs/performance.md); eagerly, as two (the stacking and the split cost more than the calls
+# they save there).
 
 
 def _heads(plan: FusedELBO, h: Tensor) -> tuple[Tensor, Tensor]:
