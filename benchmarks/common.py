@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: machine facts, matmul rate, peak memory."""
+"""Shared helpers for the benchmark scripts: machine facts, matmul rate, peak memory, one
+trainer step."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import torch
 
 from vaekit.runtime import cpu_has_bfloat16
+from vaekit.training.trainer import Trainer
 
 
 def machine() -> dict[str, object]:
@@ -58,3 +60,10 @@ def sgemm_gflops(
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def trainer_step(trainer: Trainer, index: torch.Tensor) -> None:
+    """One step of ``trainer`` on the rows ``index`` of its training split, gathered as the
+    trainer gathers them (one process: the whole batch, a share of 1)."""
+    (x,) = trainer.data.train.gather([index], trainer.device)  # type: ignore[union-attr]
+    trainer._step(x, 1.0, len(index))

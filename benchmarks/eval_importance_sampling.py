@@ -23,14 +23,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import machine, peak_rss_mib, sgemm_gflops
+from vaekit import accel
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
 from vaekit.evaluation import log_likelihood
-from vaekit.evaluation.bfloat16x3 import MATMUL_PRECISIONS
 from vaekit.evaluation.likelihood import DEFAULT_ROWS_PER_CALL
 from vaekit.models.base import Autoencoder
 from vaekit.runs import load_run
-from vaekit.runtime import retain_freed_memory
 
 ROOT = Path(__file__).parents[1]
 
@@ -103,10 +102,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="log_likelihood(compile=True)")
     parser.add_argument(
-        "--matmul", choices=MATMUL_PRECISIONS, default="float32", help="log_likelihood(matmul=)"
-    )
+        "--matmul", choices=accel.MATMUL_PRECISIONS, default="float32",
+        help="log_likelihood(matmul=)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--accelerate", choices=accel.ACCELERATE_MODES, default="auto",
+        help='log_likelihood(accelerate=): "off" scores decoder(z).log_prob(x)',
+    )  # fmt: skip
     args = parser.parse_args()
-    retained = retain_freed_memory()  # as the CLI does
+    retained = accel.retain_freed_memory()  # as the CLI does
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -128,7 +132,7 @@ def main() -> None:
         "rows_per_decoder_call": (args.chunk_size or DEFAULT_ROWS_PER_CALL // args.batch_size)
         * args.batch_size,
         "model": "784-400-20 ReLU, Bernoulli p(x|z)", "compile": args.compile,
-        "matmul": args.matmul,
+        "matmul": args.matmul, "accelerate": args.accelerate,
     }  # fmt: skip
     rows = int(result["settings"]["rows_per_decoder_call"])  # type: ignore[index]
     before = sgemm_gflops()
@@ -137,13 +141,14 @@ def main() -> None:
     if args.compile:  # compile for the timed shapes first; reported on its own
         start = time.perf_counter()
         log_likelihood(model, x[: args.batch_size], num_samples=rows // args.batch_size,
-                       batch_size=args.batch_size, compile=True, matmul=args.matmul)  # fmt: skip
+                       batch_size=args.batch_size, compile=True, matmul=args.matmul,
+                       accelerate=args.accelerate)  # fmt: skip
         result["compile_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     values = log_likelihood(
         model, x, num_samples=args.num_samples, batch_size=args.batch_size,
         chunk_size=args.chunk_size, generator=torch.Generator().manual_seed(0),
-        compile=args.compile, matmul=args.matmul,
+        compile=args.compile, matmul=args.matmul, accelerate=args.accelerate,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     after = sgemm_gflops()

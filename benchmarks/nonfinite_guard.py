@@ -10,7 +10,10 @@ Four ways to take the same Adam step on the same model and batches:
   ``found_inf`` and to device-side counters; no synchronisation.
 
 The two trainer variants also do the trainer's other per-step work (schedules, gradient norm,
-metric sums), so ``guard_ops_only`` times the guard's own tensor operations in isolation.
+metric sums), so ``guard_ops_only`` times the guard's own tensor operations in isolation. They
+train with ``accelerate="off"`` by default (``--accelerate``): autograd gradients and
+``Adam.step()``, as the unguarded loops; with ``"auto"`` the MLP VAEs take vaekit.accel's
+hand-derived gradients and fused Adam's kernel called directly, which changes more than the guard.
 Prints one JSON object: median milliseconds per step over ``--repeats`` timed blocks, and the
 overheads against ``unguarded``. Rerun with
 
@@ -28,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 import vaekit.training.trainer as trainer_module
-from benchmarks.common import machine
+from benchmarks.common import machine, trainer_step
 from vaekit.build import build_model
 from vaekit.config import ModelConfig
 from vaekit.data.base import Dataset, Split
@@ -83,19 +86,22 @@ def time_steps(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def make_trainer(config: ModelConfig, dataset: Dataset, batch: int, device: str) -> Trainer:
+def make_trainer(
+    config: ModelConfig, dataset: Dataset, batch: int, device: str, accelerate: str = "off"
+) -> Trainer:
     torch.manual_seed(0)
     model = build_model(config, dataset.event_shape)
     return Trainer(model, dataset, epochs=1, batch_size=batch, lr=1e-3, device=device,
-                   progress=False)  # fmt: skip
+                   progress=False, accelerate=accelerate)  # fmt: skip
 
 
 def unguarded_step(trainer: Trainer, fused: bool) -> Callable[[torch.Tensor], None]:
     params = list(trainer.model.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3, fused=fused)
+    train_x = trainer.dataset.train.x.to(trainer.device)
 
     def step(index: torch.Tensor) -> None:
-        loss = trainer.model.loss(trainer.train_x[index], generator=trainer.generator)
+        loss = trainer.model.loss(train_x[index], generator=trainer.generator)
         optimizer.zero_grad(set_to_none=True)
         loss.objectives["model"].backward()
         optimizer.step()
@@ -129,10 +135,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--accelerate", choices=("off", "auto"), default="off", help="the trainer variants' switch"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result: dict[str, object] = {"benchmark": "nonfinite_guard", "machine": machine()}
     result.update({"device": args.device, "steps_per_block": args.steps})
+    result["accelerate"] = args.accelerate
     for name, (config, shape, batch) in MODELS.items():
         dataset = synthetic(shape, batch * args.steps, args.device)
         batches = list(torch.arange(batch * args.steps, device=args.device).split(batch))
@@ -143,9 +153,9 @@ def main() -> None:
         masked = trainer_module.MASKABLE_DEVICES
         for variant, devices in (("host-checked", ()), ("device-masked", masked)):
             trainer_module.MASKABLE_DEVICES = devices
-            trainer = make_trainer(config, dataset, batch, args.device)
+            trainer = make_trainer(config, dataset, batch, args.device, args.accelerate)
             assert trainer.masked_step == (variant == "device-masked")
-            steps[variant] = trainer._step
+            steps[variant] = lambda index, trainer=trainer: trainer_step(trainer, index)
         trainer_module.MASKABLE_DEVICES = masked
         num_metrics = len(trainer.model.loss(dataset.train.x[:2].to(args.device)).metrics)
         steps["guard_ops_only"] = guard_ops_step(args.device, num_metrics)

@@ -1,8 +1,10 @@
-"""Per-step cost of the 784-400-20 VAE along the trainer's three gradient paths, subnormals on/off.
+"""Per-step cost of the 784-400-20 VAE along the trainer's two gradient paths, subnormals on/off.
 
-"direct": the fused ELBO writes its hand-derived gradients in place (``loss_and_grad_``, the
-trainer's path for this model); "fused node": the same maths as one autograd node; "distributions":
-autograd through ``torch.distributions`` (the path of every other model). ``--with-dreg`` adds
+"direct": ``vaekit.accel.DirectELBO`` writes its hand-derived gradients in place (the trainer's
+path for this model with ``train.accelerate = "auto"``); "distributions": autograd through
+``torch.distributions`` (the path of every other model, and of every model with
+``accelerate = "off"``), here with the trainer's other speed-ups kept (fused Adam's kernel
+called directly) so that only the gradient path differs. ``--with-dreg`` adds
 "direct, dreg": the direct path with ``model.gradient_estimator = "dreg"``; ``--with-bfloat16``
 adds "direct, bfloat16": the direct path with ``train.precision = "bfloat16"``;
 ``--with-compile`` adds a ", compiled" twin of every direct variant (``train.compile``, compiled
@@ -27,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine, peak_rss_mib
+from benchmarks.common import machine, peak_rss_mib, trainer_step
+from vaekit import accel
+from vaekit.accel.cpu import on_every_thread
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
-from vaekit.models import VAE
-from vaekit.runtime import on_every_thread, retain_freed_memory
 from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).parents[1]
@@ -54,7 +56,7 @@ def main() -> None:
         "--with-compile", action="store_true", help='add "..., compiled" (train.compile)'
     )
     args = parser.parse_args()
-    retained = retain_freed_memory()  # as the CLI does
+    retained = accel.retain_freed_memory()  # as the CLI does
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -66,7 +68,7 @@ def main() -> None:
     order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))
     batches = order.split(args.batch_size)
     trainers = {}
-    names = ["direct", "fused node", "distributions"] + ["direct, dreg"] * args.with_dreg
+    names = ["direct", "distributions"] + ["direct, dreg"] * args.with_dreg
     names += ["direct, bfloat16"] * args.with_bfloat16
     names += [
         f"{name}, compiled" for name in names if name.startswith("direct")
@@ -77,23 +79,21 @@ def main() -> None:
         if name.startswith("direct, dreg"):
             model_config = dataclasses.replace(model_config, gradient_estimator="dreg")
         model = build_model(model_config, dataset.event_shape)
-        assert isinstance(model, VAE) and model.fused is not None
-        if not name.startswith("direct"):
-            model.loss_and_grad_ = lambda x, **kwargs: None  # type: ignore[method-assign]
-        if name == "distributions":
-            model.fused = None
         precision = "bfloat16" if name.startswith("direct, bfloat16") else "float32"
-        trainers[name] = Trainer(
+        trainer = Trainer(
             model, dataset, epochs=1, batch_size=args.batch_size, lr=1e-3, seed=1,
             progress=False, precision=precision, compile=name.endswith("compiled"),
         )  # fmt: skip
+        assert trainer.gradient_path == "direct", "the recipe's model has no direct path"
+        if name == "distributions":
+            trainer.direct = None  # autograd; the rest of accelerate="auto" stays
+        trainers[name] = trainer
         for i in range(args.warmup_steps):
-            trainers[name]._step(batches[i % len(batches)])
+            trainer_step(trainer, batches[i % len(batches)])
     variants = (
         [
             ("direct", True),
             ("direct", False),
-            ("fused node", True),
             ("distributions", True),
         ]
         + [("direct, dreg", True)] * args.with_dreg
@@ -106,7 +106,8 @@ def main() -> None:
             on_every_thread(lambda: torch.set_flush_denormal(flush))  # noqa: B023 (runs now)
             start = time.perf_counter()
             for i in range(args.block_steps):
-                trainers[name]._step(batches[(block * args.block_steps + i) % len(batches)])
+                index = batches[(block * args.block_steps + i) % len(batches)]
+                trainer_step(trainers[name], index)
             key = f"{name}, subnormals {'flushed' if flush else 'kept'}"
             timings.setdefault(key, []).append(
                 1e3 * (time.perf_counter() - start) / args.block_steps

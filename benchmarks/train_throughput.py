@@ -8,6 +8,7 @@ measured in the same run, and peak memory.
     python -m benchmarks.train_throughput --epochs 3
     python -m benchmarks.train_throughput --epochs 3 --device cuda   # benchmark 3, on a GPU
     python -m benchmarks.train_throughput --epochs 3 --device cuda --precision bfloat16
+    python -m benchmarks.train_throughput --epochs 3 --accelerate off   # vaekit's reference path
 
 On a GPU both loops run there (the canonical one moves each batch, as the script does) and the
 JSON adds each loop's CUDA peak allocation.
@@ -29,9 +30,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import machine, peak_rss_mib, sgemm_gflops
+from vaekit import accel
 from vaekit.build import build_dataset, build_model
 from vaekit.config import load_config
-from vaekit.runtime import retain_freed_memory
 from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).parents[1]
@@ -106,7 +107,11 @@ def run_canonical(train: Dataset, test: Dataset, epochs: int, device: str) -> di
 
 
 def run_vaekit(
-    epochs: int, device: str, precision: str = "float32", compile: bool = False
+    epochs: int,
+    device: str,
+    precision: str = "float32",
+    compile: bool = False,
+    accelerate: str = "auto",
 ) -> dict[str, object]:
     config = load_config(ROOT / "configs" / "pytorch-examples.toml")
     dataset = build_dataset(config.data, config.train.seed)
@@ -121,11 +126,15 @@ def run_vaekit(
     trainer = Trainer(
         model, dataset, epochs=epochs, batch_size=128, lr=1e-3, seed=1, progress=False,
         eval_batch_size=1000, on_epoch_end=mark, device=device, precision=precision,
-        compile=compile,
+        compile=compile, accelerate=accelerate,
     )  # fmt: skip
     trainer.fit()
     seconds = [b - a for a, b in itertools.pairwise(marks)]
-    return {"epoch_seconds": seconds, "test_loss": [r["val/loss"] for r in records]}
+    return {
+        "epoch_seconds": seconds,
+        "test_loss": [r["val/loss"] for r in records],
+        "gradients": trainer.gradient_path,
+    }
 
 
 def main() -> None:
@@ -140,8 +149,12 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="vaekit's train.compile (compiled in epoch 1)"
     )
+    parser.add_argument(
+        "--accelerate", choices=accel.ACCELERATE_MODES, default="auto",
+        help="vaekit's train.accelerate",
+    )  # fmt: skip
     args = parser.parse_args()
-    retained = retain_freed_memory()  # as the CLI does
+    retained = accel.retain_freed_memory()  # as the CLI does
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -158,6 +171,7 @@ def main() -> None:
     result["device"] = args.device
     result["precision_vaekit"] = args.precision
     result["compile_vaekit"] = args.compile
+    result["accelerate_vaekit"] = args.accelerate
     result["sgemm_gflops"] = sgemm_gflops(device=args.device)
     result["model_flops_per_epoch_gflop"] = flops_per_epoch / 1e9
     result["matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / result["sgemm_gflops"]
@@ -165,7 +179,11 @@ def main() -> None:
         low_rate = sgemm_gflops(device=args.device, dtype=torch.bfloat16)
         result["bfloat16_gemm_gflops"] = low_rate
         result["bfloat16_matmul_floor_seconds_per_epoch"] = flops_per_epoch / 1e9 / low_rate
-    runs = {"vaekit": run_vaekit(args.epochs, args.device, args.precision, args.compile)}
+    runs = {
+        "vaekit": run_vaekit(
+            args.epochs, args.device, args.precision, args.compile, args.accelerate
+        )
+    }
     if args.device != "cpu":
         result["cuda_max_allocated_mib_vaekit"] = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()

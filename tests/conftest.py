@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -11,7 +13,7 @@ from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
 
 from vaekit.distributions import FixedGaussianLikelihood, GaussianHead, StandardNormalPrior
-from vaekit.models import VAE, Decoder, Encoder
+from vaekit.models import VAE, NetworkDecoder, TrunkEncoder
 from vaekit.nn import MLPDecoderNet
 
 
@@ -57,8 +59,8 @@ class PPCA:
             assert isinstance(linear, nn.Linear)
             linear.weight.copy_(self.W)
             linear.bias.copy_(self.mu)
-        encoder = Encoder(nn.Flatten(), head)
-        decoder = Decoder(decoder_net, FixedGaussianLikelihood(self.sigma))
+        encoder = TrunkEncoder(nn.Flatten(), head)
+        decoder = NetworkDecoder(decoder_net, FixedGaussianLikelihood(self.sigma))
         return VAE(encoder, decoder, StandardNormalPrior(k), analytic_kl=False).double()
 
 
@@ -70,6 +72,24 @@ def ppca() -> PPCA:
     W = q[:, :k] * torch.tensor([2.0, 1.0], dtype=torch.float64)
     mu = torch.randn(d, generator=generator, dtype=torch.float64)
     return PPCA(W, mu, 0.5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_compiled_graphs() -> Iterator[None]:
+    """Every test module starts without compiled graphs.
+
+    torch.compile's caches are process-wide, and dynamo compiles one function at most 8 times
+    (the direct path once per model) before it runs it eagerly for good: a module that compiles
+    many models would otherwise turn a later module's compiled run into an eager one
+    (reliability/test_exact_resume.py compares a compiled run of this process with one of a
+    fresh process, bit for bit).
+    """
+    yield
+    if "torch._dynamo" in sys.modules:  # something compiled: forget it (else nothing to do)
+        torch._dynamo.reset()
+        from vaekit.accel import fused_elbo
+
+        fused_elbo._compiled_values_and_grads.cache_clear()
 
 
 def log_mean_exp(x: Tensor, dim: int) -> Tensor:

@@ -15,7 +15,7 @@ from vaekit.config import ModelConfig
 from vaekit.distributions import draw
 from vaekit.errors import ConfigError
 from vaekit.models import MODELS
-from vaekit.training.checkpoint import load_weights, save_weights
+from vaekit.weights import load_weights, save_weights
 
 SHAPES = {"mlp": (1, 8, 8), "conv": (3, 32, 32)}
 
@@ -155,3 +155,18 @@ def test_options_that_do_not_apply_are_refused() -> None:
         build_model(small_config("vea", "mlp"), (1, 8, 8))
     with pytest.raises(ConfigError, match="likelihood"):
         build_model(small_config("vae", "mlp", likelihood="poisson"), (1, 8, 8))
+
+
+def test_beta_and_num_particles_are_checked_when_set() -> None:
+    model = build_model(small_config("vae", "mlp"), (1, 8, 8))
+    for value in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="num_particles must be an integer of at least 1"):
+            model.num_particles = value
+    for value in (-1, -0.5, math.nan):
+        with pytest.raises(ValueError, match="beta must be non-negative"):
+            model.beta = value
+    assert model.num_particles == 1 and model.beta == 1.0  # a refused value changes nothing
+    with pytest.raises(ConfigError, match="num_particles must be an integer of at least 1"):
+        build_model(small_config("vae", "mlp", num_particles=0), (1, 8, 8))
+    model.num_particles, model.beta = 3, 0.0
+    assert model.num_particles == 3 and model.beta == 0.0

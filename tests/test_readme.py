@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
@@ -52,6 +54,11 @@ def test_readme_python_snippet_runs(workdir: Path) -> None:
     namespace: dict[str, object] = {}
     exec(compile(snippet, "README.md", "exec"), namespace)
     assert (workdir / "runs" / "tiny" / "model.safetensors").is_file()
+    assert (workdir / "runs" / "mine" / "model.safetensors").is_file()
+    saved = load_file(str(workdir / "runs" / "mine" / "model.safetensors"))
+    loaded = namespace["same"].state_dict()  # type: ignore[attr-defined]
+    assert saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[key], value) for key, value in loaded.items())
     assert tuple(namespace["samples"].shape) == (16, 1, 8, 8)  # type: ignore[attr-defined]
 
 

@@ -1,4 +1,4 @@
-"""runtime.retain_freed_memory: freed temporaries stay mapped, so steps stop page-faulting."""
+"""accel.retain_freed_memory: freed temporaries stay mapped, so steps stop page-faulting."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 _FAULTS_PER_CHUNK = textwrap.dedent(
     """
     import resource, sys, torch
-    from vaekit.runtime import retain_freed_memory
+    from vaekit.accel import retain_freed_memory
     if sys.argv[1] == "retain":
         assert retain_freed_memory()
     from vaekit.build import build_model
@@ -42,7 +42,7 @@ GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is
 _ONE_BLOCK = textwrap.dedent(
     """
     import ctypes, sys, torch
-    from vaekit.runtime import retain_freed_memory
+    from vaekit.accel import retain_freed_memory
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
                     "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]

@@ -1,16 +1,46 @@
-"""vaekit: train, sample, evaluate and explain generative autoencoders with PyTorch."""
+"""vaekit: train, sample, evaluate and explain generative autoencoders with PyTorch.
 
+Bring your own networks and data: ``VAE(encoder, decoder, prior)`` takes any modules that
+return ``torch.distributions`` objects, ``fit(model, data)`` trains it on tensors, arrays, torch
+Datasets or DataLoaders, and ``save`` / ``load`` keep it as safetensors plus JSON. Recipes run
+through ``train(load_config(path))`` or the ``vaekit`` command.
+"""
+
+from vaekit.build import build_model
 from vaekit.config import Config, load_config
+from vaekit.distributions import (
+    BernoulliLikelihood,
+    DeltaHead,
+    FixedGaussianLikelihood,
+    GaussianHead,
+    LearnedGaussianLikelihood,
+    StandardNormalPrior,
+)
 from vaekit.errors import VaekitError
 from vaekit.experiment import train
-from vaekit.models import AAE, AE, VAE, Autoencoder, Loss
-from vaekit.runs import load, load_run
+from vaekit.fit import fit
+from vaekit.models import (
+    AAE,
+    AE,
+    VAE,
+    Autoencoder,
+    Decoder,
+    Encoder,
+    LatentDiscriminator,
+    Loss,
+    NetworkDecoder,
+    Prior,
+    TrunkEncoder,
+)
+from vaekit.nn import ConvDecoderNet, ConvTrunk, MLPDecoderNet, MLPTrunk
+from vaekit.runs import load, load_run, save
 from vaekit.samplers import (
     GaussianFitSampler,
     GaussianMixtureSampler,
     MarkovChainSampler,
     PriorSampler,
 )
+from vaekit.training.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -19,16 +49,36 @@ __all__ = [
     "AE",
     "VAE",
     "Autoencoder",
+    "BernoulliLikelihood",
     "Config",
+    "ConvDecoderNet",
+    "ConvTrunk",
+    "Decoder",
+    "DeltaHead",
+    "Encoder",
+    "FixedGaussianLikelihood",
     "GaussianFitSampler",
+    "GaussianHead",
     "GaussianMixtureSampler",
+    "LatentDiscriminator",
+    "LearnedGaussianLikelihood",
     "Loss",
+    "MLPDecoderNet",
+    "MLPTrunk",
     "MarkovChainSampler",
+    "NetworkDecoder",
+    "Prior",
     "PriorSampler",
+    "StandardNormalPrior",
+    "Trainer",
+    "TrunkEncoder",
     "VaekitError",
     "__version__",
+    "build_model",
+    "fit",
     "load",
     "load_config",
     "load_run",
+    "save",
     "train",
 ]

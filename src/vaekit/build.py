@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,15 @@ from vaekit.data import DATASETS, default_data_root, load_dataset
 from vaekit.data.base import Dataset, SourceOptions
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
 from vaekit.errors import ConfigError, DataError
-from vaekit.models import CORRUPTIONS, MODELS, Autoencoder, Decoder, Encoder, LatentDiscriminator
+from vaekit.models import (
+    CORRUPTIONS,
+    MODELS,
+    VAE,
+    Autoencoder,
+    LatentDiscriminator,
+    NetworkDecoder,
+    TrunkEncoder,
+)
 from vaekit.nn import ACTIVATIONS, ConvDecoderNet, ConvTrunk, MLPDecoderNet, MLPTrunk
 
 
@@ -91,7 +101,7 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
         raise ConfigError(f"model.latent_dim must be at least 1, got {cfg.latent_dim}")
     likelihood = build_likelihood(cfg)
     trunk, decoder_net = _networks(cfg, event_shape, likelihood.params_per_pixel)
-    encoder = Encoder(trunk, POSTERIORS[posterior](trunk.out_features, cfg.latent_dim))
+    encoder = TrunkEncoder(trunk, POSTERIORS[posterior](trunk.out_features, cfg.latent_dim))
     prior = lookup(PRIORS, cfg.prior, "prior")(cfg.latent_dim)
     corruption = None
     if cfg.corruption != "none":
@@ -116,7 +126,26 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
             cfg.latent_dim, cfg.discriminator_hidden, cfg.activation
         )
     try:
-        model: Autoencoder = cls(encoder, Decoder(decoder_net, likelihood), prior, **kwargs)
+        model: Autoencoder = cls(encoder, NetworkDecoder(decoder_net, likelihood), prior, **kwargs)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
+    _BUILT[model] = (cfg, tuple(event_shape))
     return model
+
+
+# The models build_model made, with their config: ``vaekit.save`` writes it beside the weights.
+_BUILT: weakref.WeakKeyDictionary[Autoencoder, tuple[ModelConfig, tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def recipe_of(model: Autoencoder) -> tuple[ModelConfig, tuple[int, ...]] | None:
+    """(model config, event shape) of a model ``build_model`` made, with its current ``beta``
+    and ``num_particles`` (both settable); None for a model built in Python."""
+    entry = _BUILT.get(model)
+    if entry is None:
+        return None
+    cfg, event_shape = entry
+    if isinstance(model, VAE):
+        cfg = dataclasses.replace(cfg, beta=model.beta, num_particles=model.num_particles)
+    return cfg, event_shape

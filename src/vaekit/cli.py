@@ -15,13 +15,12 @@ from typing import Any
 
 import torch
 
-from vaekit import plots
+from vaekit import accel, plots
 from vaekit.build import build_dataset, lookup
 from vaekit.config import load_config
 from vaekit.errors import VaekitError
-from vaekit.evaluation.bfloat16x3 import MATMUL_PRECISIONS
 from vaekit.runs import Run, load_run
-from vaekit.runtime import choose_device, new_run_path, retain_freed_memory
+from vaekit.runtime import choose_device, new_run_path
 from vaekit.samplers import (
     IMPUTATION_KERNELS,
     MASKS,
@@ -411,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--matmul",
-        choices=MATMUL_PRECISIONS,
+        choices=accel.MATMUL_PRECISIONS,
         default="float32",
         help="the log-likelihood's decoder product: bfloat16x3 is float32-accurate and faster "
         "on CPUs with AMX (MLP decoders with a Bernoulli likelihood; see docs/evaluation.md)",
@@ -448,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             _err(f"--{name.replace('_', '-')} must be at least 1")
             return 2
-    retain_freed_memory()  # every step frees and re-asks megabyte temporaries (runtime.py)
+    accel.retain_freed_memory()  # every step frees and re-asks megabyte temporaries
     try:
         return int(args.handler(args))
     except VaekitError as error:

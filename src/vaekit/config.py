@@ -84,7 +84,8 @@ class TrainConfig:
     deterministic: bool = False
     num_threads: int | None = None
     precision: Literal["float32", "bfloat16"] = "float32"
-    compile: bool = False  # torch.compile the hand-derived gradients (MLP VAE/IWAE)
+    compile: bool = False
+    accelerate: Literal["auto", "off"] = "auto"
     checkpoint_every_steps: int | None = None
     max_bad_steps: int = 20
     max_rollbacks: int = 3
@@ -170,6 +171,13 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         else:
             kwargs[name] = _coerce(value, tp, prefix + name)
     return cls(**kwargs)
+
+
+def train_config(options: dict[str, Any]) -> TrainConfig:
+    """A validated TrainConfig from keyword settings (``vaekit.fit``'s options); unknown names
+    and ill-typed values raise ConfigError listing the valid ones."""
+    config: TrainConfig = _build(TrainConfig, dict(options), "train.")
+    return config
 
 
 def _parse_value(text: str) -> Any:

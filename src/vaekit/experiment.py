@@ -14,10 +14,13 @@ import torch
 from torch import nn
 
 from vaekit.build import build_dataset, build_model, check_data_fits
-from vaekit.config import Config, config_to_dict
+from vaekit.config import Config, TrainConfig, config_to_dict
+from vaekit.data.base import Dataset
+from vaekit.data.sources import TrainingData
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.figures import render_run_figures
 from vaekit.files import atomic_write, atomic_write_many, remove_stale_temporaries, write_json
+from vaekit.models.base import Autoencoder
 from vaekit.runs import Run, provenance, read_run_config, save_model, write_run_config
 from vaekit.runtime import (
     RunDir,
@@ -27,9 +30,10 @@ from vaekit.runtime import (
     seed_everything,
     set_deterministic,
 )
-from vaekit.training.checkpoint import load_training_state, read_json, state_writer, weights_writer
+from vaekit.training.checkpoint import load_training_state, state_writer
 from vaekit.training.distributed import World, process_group
 from vaekit.training.trainer import Trainer
+from vaekit.weights import read_json, weights_writer
 
 
 def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
@@ -195,26 +199,68 @@ def _train(
             "bfloat16 and is much slower than float32; it is meant for GPUs (set "
             "train.precision = float32 here)"
         )
-    if train_cfg.compile and log is not None and world.is_main and not model.has_direct_gradients:
-        log(
-            "note: train.compile applies to models with hand-derived gradients (MLP VAE or IWAE "
-            "with a Gaussian q and a Bernoulli p); this one trains eagerly through autograd"
-        )
 
     config_hash = recorded_config_sha256(run) if resume else config_sha256(config)
+    trainer = make_trainer(
+        model,
+        dataset,
+        train_cfg,
+        run=run,
+        config_hash=config_hash,
+        device=device,
+        world=world,
+        progress=progress,
+        log=log,
+    )
+    facts = {"dataset": dataset.name, "dataset_identity": dataset.identity}
+    run_trainer(
+        trainer,
+        run,
+        train_cfg,
+        resume=resume,
+        config_hash=config_hash,
+        facts=facts,
+        write_config=lambda: write_run_config(run, config, dataset.event_shape),
+        argv=argv,
+    )
+    world.run_on_main(
+        lambda: render_run_figures(
+            trainer.model, dataset, run, trainer.history, seed=train_cfg.seed
+        )
+    )
+    return Run(run, config, dataset.event_shape, trainer.model)
+
+
+def make_trainer(
+    model: Autoencoder,
+    data: Dataset | TrainingData,
+    train_cfg: TrainConfig,
+    *,
+    run: RunDir | None,
+    config_hash: str,
+    device: torch.device,
+    world: World,
+    progress: bool | None,
+    log: Callable[[str], None] | None,
+    callbacks: Sequence[Callable[[dict[str, float]], object]] = (),
+) -> Trainer:
+    """The Trainer for ``train_cfg``, checkpointing into ``run`` (if any) and logging each
+    epoch's line through ``log``."""
 
     def checkpoint(trainer: Trainer) -> None:
+        if run is None:
+            return
         state = {**trainer.state_dict(), "config_sha256": config_hash}  # collective
         with trainer.averaged_weights():  # model.safetensors holds the weight average, if any
             world.run_on_main(lambda: write_checkpoint(run, trainer.model, state, trainer.history))
 
     def report(record: dict[str, float]) -> None:
         if log is not None and world.is_main:
-            log(format_record(record, config.train.epochs))
+            log(format_record(record, train_cfg.epochs))
 
-    trainer = Trainer(
+    return Trainer(
         model,
-        dataset,
+        data,
         epochs=train_cfg.epochs,
         batch_size=train_cfg.batch_size,
         lr=train_cfg.lr,
@@ -228,6 +274,7 @@ def _train(
         ema_decay=train_cfg.ema_decay,
         precision=train_cfg.precision,
         compile=train_cfg.compile,
+        accelerate=train_cfg.accelerate,
         eval_batch_size=train_cfg.eval_batch_size,
         seed=train_cfg.seed,
         device=device,
@@ -237,9 +284,26 @@ def _train(
         progress=progress,
         on_epoch_end=report,
         on_checkpoint=checkpoint,
+        callbacks=callbacks,
         world=world,
     )
-    if resume:
+
+
+def run_trainer(
+    trainer: Trainer,
+    run: RunDir | None,
+    train_cfg: TrainConfig,
+    *,
+    resume: bool,
+    config_hash: str,
+    facts: dict[str, Any],
+    write_config: Callable[[], None],
+    argv: list[str] | None,
+) -> None:
+    """Start ``run`` (config.json via ``write_config``, provenance with ``facts``) or resume it
+    from its training state, train to the end and leave the final model in the run."""
+    world = trainer.world
+    if run is not None and resume:
         state = load_training_state(run.training_state)
         if state.get("config_sha256") != config_hash:
             raise CheckpointError(
@@ -249,35 +313,31 @@ def _train(
         info = read_json(run.provenance, "provenance") if run.provenance.is_file() else {}
         if not isinstance(info, dict):
             raise CheckpointError(f"{str(run.provenance)!r} is not a JSON object")
-        if info.get("dataset_identity", dataset.identity) != dataset.identity:
+        identity = facts["dataset_identity"]
+        if info.get("dataset_identity", identity) != identity:
             raise CheckpointError(
                 f"the data differ from those {str(run.path)!r} was trained on (identity "
-                f"{dataset.identity}, recorded {info['dataset_identity']}); an exact resume "
+                f"{identity}, recorded {info['dataset_identity']}); an exact resume "
                 "needs the same data"
             )
         trainer.load_state_dict(state)
         resumed = {"argv": provenance(argv)["argv"], "step": trainer.cursor.step}
         info["resumes"] = [*info.get("resumes", []), {**resumed, "time": _now()}]
         world.run_on_main(lambda: write_json(run.provenance, info))
-    else:
+    elif run is not None:
         info = provenance(argv)
-        info.update({"dataset": dataset.name, "dataset_identity": dataset.identity})
+        info.update(facts)
         info.update({"seed": train_cfg.seed, "deterministic": train_cfg.deterministic})
-        info.update({"device": str(device), "config_sha256": config_hash, "time": _now()})
+        info.update({"device": str(trainer.device), "config_sha256": config_hash, "time": _now()})
         info["world_size"] = world.size
-        world.run_on_main(lambda: write_run_config(run, config, dataset.event_shape))
+        info.update({"accelerate": train_cfg.accelerate, "gradients": trainer.gradient_path})
+        world.run_on_main(write_config)
         world.run_on_main(lambda: write_json(run.provenance, info))
     trainer.fit()
     if trainer.average is not None:
         trainer.average.copy_to_params()  # the trained model is the weight average
-    if not trainer.history or trainer.cursor.epoch == 0:
+    if run is not None and (not trainer.history or trainer.cursor.epoch == 0):
         world.run_on_main(lambda: save_model(run, trainer.model))
-    world.run_on_main(
-        lambda: render_run_figures(
-            trainer.model, dataset, run, trainer.history, seed=train_cfg.seed
-        )
-    )
-    return Run(run, config, dataset.event_shape, trainer.model)
 
 
 def _now() -> str:

@@ -12,19 +12,13 @@ import numpy as np
 import safetensors
 import torch
 
-from vaekit.build import build_model
+from vaekit.build import build_model, recipe_of
 from vaekit.config import Config, config_from_dict, config_to_dict
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.files import write_json
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import RunDir
-from vaekit.training.checkpoint import (
-    RUN_FORMAT,
-    RUN_FORMAT_VERSION,
-    load_weights,
-    read_json,
-    save_weights,
-)
+from vaekit.weights import RUN_FORMAT, RUN_FORMAT_VERSION, load_weights, read_json, save_weights
 
 
 @dataclass(frozen=True)
@@ -33,25 +27,39 @@ class Run:
 
     dir: RunDir
     config: Config
-    event_shape: tuple[int, int, int]
+    event_shape: tuple[int, ...]
     model: Autoencoder
 
 
-def write_run_config(run: RunDir, config: Config, event_shape: tuple[int, ...]) -> None:
-    """Write config.json: the fully resolved config plus what is needed to rebuild the model."""
-    write_json(
-        run.config,
-        {
-            "format": RUN_FORMAT,
-            "version": RUN_FORMAT_VERSION,
-            "event_shape": list(event_shape),
-            "config": config_to_dict(config),
-        },
-    )
+# config.json's "model" entry for a model whose architecture was built in Python: the run holds
+# its weights, and vaekit.load(run, model=...) loads them into a fresh instance.
+BUILT_IN_PYTHON = "python"
 
 
-def read_run_config(path: str | Path) -> tuple[Config, tuple[int, int, int]]:
-    """Read and check a run's config.json."""
+def write_run_config(
+    run: RunDir,
+    config: Config,
+    event_shape: tuple[int, ...],
+    *,
+    python_class: str | None = None,
+) -> None:
+    """Write config.json: the fully resolved config plus what is needed to rebuild the model.
+
+    ``python_class`` (the model's qualified class name) marks a model built in Python, which
+    the config cannot rebuild: ``vaekit.load`` then needs the architecture passed in.
+    """
+    meta: dict[str, Any] = {
+        "format": RUN_FORMAT,
+        "version": RUN_FORMAT_VERSION,
+        "event_shape": list(event_shape),
+        "config": config_to_dict(config),
+    }
+    if python_class is not None:
+        meta["model"] = {"built": BUILT_IN_PYTHON, "class": python_class}
+    write_json(run.config, meta)
+
+
+def _read_meta(path: str | Path) -> dict[str, Any]:
     run = RunDir(Path(path))
     if not run.path.is_dir():
         raise CheckpointError(f"run directory {str(run.path)!r} does not exist")
@@ -63,12 +71,26 @@ def read_run_config(path: str | Path) -> tuple[Config, tuple[int, int, int]]:
             f"{str(run.config)!r} has run format version {meta.get('version')!r}; "
             f"this vaekit reads version {RUN_FORMAT_VERSION}"
         )
+    return meta
+
+
+def read_run_config(path: str | Path) -> tuple[Config, tuple[int, ...]]:
+    """Read and check a run's config.json: (config, event shape of one datapoint)."""
+    meta = _read_meta(path)
     try:
         config = config_from_dict(meta["config"])
-        c, h, w = (int(v) for v in meta["event_shape"])
+        event_shape = tuple(int(v) for v in meta["event_shape"])
     except (ConfigError, KeyError, TypeError, ValueError, OverflowError) as error:
-        raise CheckpointError(f"{str(run.config)!r} is invalid: {error}") from None
-    return config, (c, h, w)
+        raise CheckpointError(f"{str(RunDir(Path(path)).config)!r} is invalid: {error}") from None
+    return config, event_shape
+
+
+def python_model_class(path: str | Path) -> str | None:
+    """The class name of a run's model built in Python, or None where its config builds it."""
+    entry = _read_meta(path).get("model")
+    if isinstance(entry, dict) and entry.get("built") == BUILT_IN_PYTHON:
+        return str(entry.get("class", "an unknown class"))
+    return None
 
 
 def save_model(run: RunDir, model: Autoencoder) -> None:
@@ -79,6 +101,12 @@ def save_model(run: RunDir, model: Autoencoder) -> None:
 def load_run(path: str | Path, *, device: torch.device | str = "cpu") -> Run:
     """Rebuild a run's model from config.json and model.safetensors (no pickles involved)."""
     config, event_shape = read_run_config(path)
+    python_class = python_model_class(path)
+    if python_class is not None:
+        raise CheckpointError(
+            f"{str(path)!r} holds a model built in Python ({python_class}), which its config "
+            "cannot rebuild; load it in Python with vaekit.load(run, model=<a fresh instance>)"
+        )
     run = RunDir(Path(path))
     model = build_model(config.model, event_shape)
     load_weights(run.model, model)
@@ -86,9 +114,45 @@ def load_run(path: str | Path, *, device: torch.device | str = "cpu") -> Run:
     return Run(run, config, event_shape, model.to(device))
 
 
-def load(path: str | Path, *, device: torch.device | str = "cpu") -> Autoencoder:
-    """The trained model of a run directory, in eval mode on ``device``."""
-    return load_run(path, device=device).model
+def load(
+    path: str | Path, model: Autoencoder | None = None, *, device: torch.device | str = "cpu"
+) -> Autoencoder:
+    """The trained model of a run directory (or of ``vaekit.save``), in eval mode on ``device``.
+
+    Without ``model`` the architecture is rebuilt from config.json (models built from a config
+    or recipe). With ``model``, a fresh instance of the run's architecture (a model with your
+    own modules), its weights are loaded into it with a strict check of every name and shape;
+    a mismatch raises CheckpointError naming the first difference. Nothing is imported or
+    unpickled from the directory.
+    """
+    if model is None:
+        return load_run(path, device=device).model
+    _read_meta(path)
+    load_weights(RunDir(Path(path)).model, model, against="the model passed to vaekit.load")
+    return model.eval().to(device)
+
+
+def save(
+    model: Autoencoder, path: str | Path, *, event_shape: tuple[int, ...] | None = None
+) -> Path:
+    """Write ``model`` as a run directory that ``vaekit.load`` reads: config.json and
+    model.safetensors (safetensors: loading runs no code).
+
+    A model made by ``build_model`` (from a config or recipe) is saved with its config, so
+    ``vaekit.load(path)`` and every CLI command rebuild it. A model with your own modules is
+    saved with its class name: load it with ``vaekit.load(path, model=<a fresh instance>)``.
+    """
+    run = RunDir(Path(path))
+    run.path.mkdir(parents=True, exist_ok=True)
+    recipe = recipe_of(model)
+    if recipe is not None:
+        config, shape = Config(model=recipe[0]), recipe[1]
+        write_run_config(run, config, shape)
+    else:
+        name = f"{type(model).__module__}.{type(model).__qualname__}"
+        write_run_config(run, Config(), event_shape or (), python_class=name)
+    save_model(run, model)
+    return run.path
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:

@@ -19,13 +19,8 @@ import vaekit.experiment
 from vaekit.errors import CheckpointError
 from vaekit.files import atomic_write, remove_stale_temporaries, write_json
 from vaekit.runs import load_run
-from vaekit.training.checkpoint import (
-    load_training_state,
-    save_training_state,
-    save_weights,
-    state_writer,
-    weights_writer,
-)
+from vaekit.training.checkpoint import load_training_state, save_training_state, state_writer
+from vaekit.weights import save_weights, weights_writer
 
 Writer = Callable[[Path], object]
 
@@ -103,7 +98,8 @@ WRITER_CHILD = """
 import itertools, os, sys
 from pathlib import Path
 import torch
-from vaekit.training.checkpoint import state_writer, weights_writer
+from vaekit.training.checkpoint import state_writer
+from vaekit.weights import weights_writer
 from vaekit.files import atomic_write_many
 folder = Path(sys.argv[1])
 for line in sys.stdin:

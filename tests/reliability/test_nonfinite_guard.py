@@ -1,15 +1,15 @@
 """Promise 5: non-finite steps are skipped and counted on the device, runs of them roll back with
 half the learning rate, too many rollbacks stop the run, and no checkpoint holds a NaN.
 
-Faults are injected by wrapping ``model.loss``: a NaN or infinite objective, a finite objective
-with a NaN gradient, or a NaN written straight into a weight (a flipped bit).
+Faults are injected by wrapping ``model.loss`` and the hand-derived gradients
+(``vaekit.accel.DirectELBO``): a NaN or infinite objective, a finite objective with a NaN
+gradient, or a NaN written straight into a weight (a flipped bit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from reliability_helpers import assert_trees_equal, tiny_config
 
 import vaekit.experiment
 import vaekit.training.trainer
+from vaekit.accel import DirectELBO
 from vaekit.build import build_dataset, build_model
 from vaekit.cli import main
 from vaekit.data.base import Dataset
@@ -34,8 +35,8 @@ STEPS_PER_EPOCH = 5  # tiny: 240 training digits in batches of 50
 
 def inject(model: Autoencoder, faults: dict[int, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Make training step i (counted from 0) go wrong as ``faults[i]`` says, on whichever path
-    the trainer takes: gradients written by ``loss_and_grad_`` or autograd through ``loss``."""
-    real_loss, real_direct, calls = model.loss, model.loss_and_grad_, [0]
+    the trainer takes: gradients written by ``DirectELBO`` or autograd through ``loss``."""
+    real_loss, real_direct, calls = model.loss, DirectELBO.__call__, [0]
     weight = next(model.parameters())
     bad_value = {"nan-loss": float("nan"), "inf-loss": float("inf")}
 
@@ -44,21 +45,24 @@ def inject(model: Autoencoder, faults: dict[int, str], monkeypatch: pytest.Monke
             with torch.no_grad():
                 weight.view(-1)[0] = float("nan")
 
-    def direct(x: torch.Tensor, **kwargs: Any) -> Loss | None:
+    def direct(self: DirectELBO, x: torch.Tensor, **kwargs: Any) -> tuple[Loss, Any] | None:
+        if self.model is not model:
+            return real_direct(self, x, **kwargs)
         fault = faults.get(calls[0])
         poison_weight(fault)
-        out = real_direct(x, **kwargs)
+        out = real_direct(self, x, **kwargs)
         if out is None:  # no direct path: the trainer calls loss, which counts the step
             return None
         calls[0] += 1
+        loss, finite = out
         if fault in bad_value:
-            objectives = {k: v * bad_value[fault] for k, v in out.objectives.items()}
-            return Loss(objectives, out.metrics)
+            objectives = {k: v * bad_value[fault] for k, v in loss.objectives.items()}
+            return Loss(objectives, loss.metrics), finite
         if fault == "nan-grad":
-            assert weight.grad is not None and out.grads_finite is not None
+            assert weight.grad is not None
             weight.grad.view(-1)[0] = float("nan")
-            # as the model would report a gradient it computed NaN: the trainer trusts its test
-            return replace(out, grads_finite=out.grads_finite & weight.grad.isfinite().all())
+            # as if the direct path had computed a NaN: the trainer trusts its test
+            return loss, finite & weight.grad.isfinite().all()
         return out
 
     def loss(x: torch.Tensor, **kwargs: Any) -> Loss:
@@ -78,12 +82,11 @@ def inject(model: Autoencoder, faults: dict[int, str], monkeypatch: pytest.Monke
         return out
 
     monkeypatch.setattr(model, "loss", loss)
-    monkeypatch.setattr(model, "loss_and_grad_", direct)
+    monkeypatch.setattr(DirectELBO, "__call__", direct)
 
 
-def autograd_only(model: Autoencoder, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the trainer take the autograd path (as for models without hand-derived gradients)."""
-    monkeypatch.setattr(model, "loss_and_grad_", lambda x, **kwargs: None)
+# The trainer's switch for each gradient path: "off" never takes the hand-derived gradients.
+ACCELERATE = {"direct": "auto", "autograd": "off"}
 
 
 def tiny_model() -> tuple[Autoencoder, Dataset]:
@@ -106,8 +109,6 @@ def test_a_bad_step_changes_nothing_and_is_counted(
     if not masked:  # the fallback for devices without a fused Adam kernel
         monkeypatch.setattr(vaekit.training.trainer, "MASKABLE_DEVICES", ())
     model, dataset = tiny_model()
-    if path == "autograd":
-        autograd_only(model, monkeypatch)
     bad = {2, 3, 6}
     inject(model, dict.fromkeys(bad, fault), monkeypatch)
     after: dict[int, dict[str, Any]] = {}  # cursor.step -> model and optimiser state
@@ -121,8 +122,9 @@ def test_a_bad_step_changes_nothing_and_is_counted(
         checkpoint_every=1,
         progress=False,
         on_checkpoint=lambda t: after.__setitem__(t.cursor.step, snapshot(t)),
+        accelerate=ACCELERATE[path],
     )
-    assert trainer.masked_step == masked
+    assert trainer.masked_step == masked and trainer.gradient_path == path
     trainer.fit()
     tally("faults_injected", len(bad))
     for step in range(1, 2 * STEPS_PER_EPOCH):
@@ -288,33 +290,36 @@ def test_the_fast_path_never_reads_the_device(
     trainer = Trainer(
         model, dataset, epochs=1, batch_size=50, lr=3e-3, ema_decay=ema_decay, progress=False
     )
-    batches = torch.arange(len(dataset.train)).split(50)
+    _, steps = trainer._epoch_batches()
     if masked:
         with forbid_host_reads(monkeypatch):
-            for index in batches:
-                trainer._step(index)
+            for step in steps:
+                trainer._step(*step)
         assert trainer.guard.skipped == 2
     else:
         with forbid_host_reads(monkeypatch), pytest.raises(AssertionError, match="on the host"):
-            for index in batches:
-                trainer._step(index)
+            for step in steps:
+                trainer._step(*step)
 
 
 @pytest.mark.parametrize("path", ["direct", "autograd"])
 def test_direct_gradients_are_tested_where_they_are_written(
     path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One process, no clipping: the trainer takes the model's own test (Loss.grads_finite)
-    instead of reading every gradient again; autograd's gradients it tests itself."""
+    """One process, no clipping: the trainer takes the direct path's own test (the flag
+    ``DirectELBO`` returns) instead of reading every gradient again; autograd's gradients it
+    tests itself."""
     model, dataset = tiny_model()
-    if path == "autograd":
-        autograd_only(model, monkeypatch)
 
     def refuse(grads: list[torch.Tensor]) -> torch.Tensor:
         raise AssertionError("the trainer read the gradients again")
 
     monkeypatch.setattr(vaekit.training.trainer, "grads_finite", refuse)
-    trainer = Trainer(model, dataset, epochs=1, batch_size=50, lr=3e-3, progress=False)
+    trainer = Trainer(
+        model, dataset, epochs=1, batch_size=50, lr=3e-3, progress=False,
+        accelerate=ACCELERATE[path],
+    )  # fmt: skip
+    assert trainer.gradient_path == path
     if path == "direct":
         trainer.fit()
         assert trainer.guard.skipped == 0
@@ -328,13 +333,13 @@ def test_the_fast_path_never_synchronises_a_cuda_device(monkeypatch: pytest.Monk
     model, dataset = tiny_model()
     inject(model, {1: "nan-loss", 3: "nan-grad"}, monkeypatch)
     trainer = Trainer(model, dataset, epochs=1, batch_size=50, lr=3e-3, device="cuda")
-    batches = torch.arange(len(dataset.train), device="cuda").split(50)
-    trainer._step(batches[0])  # the first step allocates the optimiser state
+    _, steps = trainer._epoch_batches()
+    trainer._step(*next(steps))  # the first step allocates the optimiser state
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for index in batches[1:]:
-            trainer._step(index)
+        for step in steps:
+            trainer._step(*step)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.guard.skipped == 2

@@ -1,11 +1,10 @@
-"""grads_finite: one sum over a flat gradient buffer where the gradients tile it, else the norm."""
+"""grads_finite: the total norm finds every NaN and infinity, however the gradients are stored."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vaekit.training import guard
 from vaekit.training.guard import grads_finite
 
 SHAPES = [(4, 3), (3,), (2, 5)]
@@ -20,14 +19,14 @@ def _views(flat: torch.Tensor) -> list[torch.Tensor]:
 def test_every_element_of_a_flat_buffer_is_checked(bad: float) -> None:
     flat = torch.randn(25)
     grads = _views(flat)
-    assert guard.flat_base(grads) is flat and bool(grads_finite(grads))
+    assert bool(grads_finite(grads))
     for i in range(25):
         flat.normal_()
         flat[i] = bad
         assert not bool(grads_finite(grads)), i
 
 
-def test_gradients_that_do_not_tile_a_buffer_take_the_norm() -> None:
+def test_gradients_that_do_not_tile_a_buffer_are_checked() -> None:
     flat = torch.randn(25)
     grads = _views(flat)
     cases = {
@@ -37,7 +36,6 @@ def test_gradients_that_do_not_tile_a_buffer_take_the_norm() -> None:
         "strided": [flat[:24].view(4, 6).t()],
     }
     for name, case in cases.items():
-        assert guard.flat_base(case) is None, name
         assert bool(grads_finite(case)), name
         case[-1][-1] = float("nan")  # a whole row (or element) of the last gradient
         assert not bool(grads_finite(case)), name

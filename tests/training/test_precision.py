@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vaekit import accel
 from vaekit.build import build_model
 from vaekit.config import ModelConfig, load_config
 from vaekit.data.base import Dataset, Split
@@ -56,15 +57,23 @@ class _MatmulDtypes(TorchDispatchMode):
 
 
 def _trainer(precision: str, *, direct: bool = True) -> Trainer:
-    """A trainer of MODEL; ``direct=False`` removes its hand-derived gradients (autograd)."""
+    """A trainer of MODEL; ``direct=False`` trains it through autograd (``accelerate="off"``)."""
     torch.manual_seed(0)
     model = build_model(MODEL, SHAPE)
-    assert isinstance(model, VAE) and model.fused is not None
-    if not direct:
-        model.fused = None
-    return Trainer(
-        model, _patterns(400), epochs=8, batch_size=25, lr=1e-2, seed=0, precision=precision
-    )
+    assert isinstance(model, VAE)
+    trainer = Trainer(
+        model, _patterns(400), epochs=8, batch_size=25, lr=1e-2, seed=0, precision=precision,
+        accelerate="auto" if direct else "off",
+    )  # fmt: skip
+    assert trainer.gradient_path == ("direct" if direct else "autograd")
+    return trainer
+
+
+def _first_step(trainer: Trainer) -> Callable[[], None]:
+    """The trainer's first training step of an epoch, to run (and record) later."""
+    _, steps = trainer._epoch_batches()
+    x, share, count = next(steps)
+    return lambda: trainer._step(x, share, count)
 
 
 def _dtypes(run: Callable[[], object]) -> set[torch.dtype]:
@@ -78,12 +87,12 @@ def test_bfloat16_direct_path_runs_the_wide_products_in_bfloat16_and_validation_
 ):
     trainer = _trainer("bfloat16")
     model = trainer.model
-    assert isinstance(model, VAE) and model.fused is not None
+    assert isinstance(model, VAE)
     modules_ran: list[bool] = []
     model.encoder.trunk.register_forward_hook(lambda m, i, out: modules_ran.append(m.training))
-    index = torch.arange(25)
+    step = _first_step(trainer)
     with _MatmulDtypes() as record:
-        trainer._step(index)
+        step()
     assert modules_ran == []  # hand-derived gradients, not autograd through the modules
     # 64 -> 64 layers (forward: inner width 64; weight gradients: inner width = the batch, 25)
     assert ((64, 64), torch.bfloat16) in record.seen
@@ -96,27 +105,29 @@ def test_bfloat16_direct_path_runs_the_wide_products_in_bfloat16_and_validation_
     assert _dtypes(lambda: trainer.evaluate(trainer.dataset.val)) == {torch.float32}
     assert modules_ran == [False]  # validation runs the modules, in float32
     plain = _trainer("float32")
-    assert _dtypes(lambda: plain._step(index)) == {torch.float32}
+    assert _dtypes(_first_step(plain)) == {torch.float32}
 
 
 def test_bfloat16_without_hand_derived_gradients_runs_the_modules_under_autocast() -> None:
     trainer = _trainer("bfloat16", direct=False)
-    assert isinstance(trainer.model, VAE) and trainer.model.fused is None
-    assert torch.bfloat16 in _dtypes(lambda: trainer._step(torch.arange(25)))
+    assert isinstance(trainer.model, VAE) and trainer.direct is None
+    assert torch.bfloat16 in _dtypes(_first_step(trainer))
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in trainer.model.parameters())
     assert _dtypes(lambda: trainer.evaluate(trainer.dataset.val)) == {torch.float32}
 
 
 def _flat_gradient(model: VAE, low: bool, direct: bool, x: torch.Tensor) -> torch.Tensor:
     """All parameter gradients, concatenated, of one batch with fixed noise."""
-    fused = model.fused
-    model.fused = fused if direct else None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
         generator = torch.Generator().manual_seed(3)
-        loss = model.loss_and_grad_(x, kl_weight=0.5, generator=generator)
-        if loss is None:
+        if direct:
+            hand_derived = accel.direct_gradients(model)
+            assert hand_derived is not None
+            out = hand_derived(x, kl_weight=0.5, generator=generator)
+            assert out is not None
+            loss = out[0]
+        else:
             loss = model.loss(x, kl_weight=0.5, generator=generator)
-    model.fused = fused
     if direct:
         assert loss.metrics["loss"].dtype == torch.float32
         grads: list[torch.Tensor] = [p.grad for p in model.parameters() if p.grad is not None]
@@ -137,7 +148,7 @@ def test_bfloat16_direct_gradients_are_as_close_to_float32_as_autocasts(
         MODEL, hidden=(96, 80), num_particles=particles, gradient_estimator=estimator
     )
     model = build_model(config, SHAPE)
-    assert isinstance(model, VAE) and model.fused is not None
+    assert isinstance(model, VAE) and accel.direct_gradients(model) is not None
     x = _patterns(64).train.x
     full = _flat_gradient(model, low=False, direct=True, x=x)
     error = torch.linalg.vector_norm(_flat_gradient(model, low=True, direct=True, x=x) - full)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from vaekit import accel
 from vaekit.build import build_model
 from vaekit.config import ModelConfig
 from vaekit.data.base import Dataset, Split
@@ -47,9 +48,11 @@ def test_loss_and_gradients_match_a_plain_float64_reference() -> None:
     for a, b in zip(ours_grads, reference_grads, strict=True):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-10)
     # The trainer's path for this model: gradients written into .grad without autograd.
-    direct = model.loss_and_grad_(x, generator=torch.Generator().manual_seed(3))
+    direct = accel.direct_gradients(model)
     assert direct is not None
-    assert torch.allclose(direct.objectives["model"], reference, rtol=1e-12, atol=1e-10)
+    out = direct(x, generator=torch.Generator().manual_seed(3))
+    assert out is not None
+    assert torch.allclose(out[0].objectives["model"], reference, rtol=1e-12, atol=1e-10)
     for p, b in zip(model.parameters(), reference_grads, strict=True):
         assert p.grad is not None and torch.allclose(p.grad, b, rtol=1e-9, atol=1e-10)
 
@@ -58,13 +61,14 @@ def test_the_trainer_takes_the_same_steps_with_direct_and_autograd_gradients() -
     dataset = _grey_dataset(50)
     cfg = ModelConfig(latent_dim=2, hidden=(8,), beta=2.0, corruption="masking")
     states = []
-    for direct in (True, False):
+    for accelerate in ("auto", "off"):
         torch.manual_seed(0)
         model = build_model(cfg, (1, 4, 4))
-        assert isinstance(model, VAE) and model.fused is not None
-        if not direct:
-            model.loss_and_grad_ = lambda x, **kwargs: None  # type: ignore[method-assign]
-        trainer = Trainer(model, dataset, epochs=3, batch_size=16, lr=1e-2, warmup_epochs=2, seed=0)
+        trainer = Trainer(
+            model, dataset, epochs=3, batch_size=16, lr=1e-2, warmup_epochs=2, seed=0,
+            accelerate=accelerate,
+        )  # fmt: skip
+        assert trainer.gradient_path == {"auto": "direct", "off": "autograd"}[accelerate]
         history = trainer.fit()
         states.append((model.state_dict(), history))
     (direct_state, direct_history), (state, history) = states
@@ -85,15 +89,17 @@ def test_dynamic_binarisation_draws_fresh_pixels_every_epoch() -> None:
     dataset = _grey_dataset(40)
     model = build_model(ModelConfig(latent_dim=2, hidden=(8,)), (1, 4, 4))
     seen: list[torch.Tensor] = []
-    direct = model.loss_and_grad_  # the trainer's path for this fused MLP model
+    epochs = 60
+    trainer = Trainer(model, dataset, epochs=epochs, batch_size=40, lr=1e-3, seed=0)
+    direct = trainer.direct  # the trainer's path for this MLP model
+    assert direct is not None
 
     def recording(x: torch.Tensor, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(x.clone())
         return direct(x, **kwargs)
 
-    model.loss_and_grad_ = recording  # type: ignore[method-assign]
-    epochs = 60
-    Trainer(model, dataset, epochs=epochs, batch_size=40, lr=1e-3, seed=0).fit()
+    trainer.direct = recording  # type: ignore[assignment]
+    trainer.fit()
     batches = torch.stack(seen)  # [epochs, 40, 1, 4, 4]: one full-data batch per epoch
     assert set(batches.unique().tolist()) == {0.0, 1.0}
     # Put every epoch back in data order (its permutation is a function of seed and epoch).
@@ -110,12 +116,12 @@ def test_dynamic_binarisation_draws_fresh_pixels_every_epoch() -> None:
 
 
 def test_training_flushes_subnormals_and_restores_the_default_after() -> None:
-    from vaekit.runtime import flush_denormals
-
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
-    with flush_denormals():
+    with accel.training_context("auto"):
         assert (tiny * 1.0).item() == 0.0
     assert (tiny * 1.0).item() != 0.0
+    with accel.training_context("off"):  # the reference keeps IEEE arithmetic
+        assert (tiny * 1.0).item() != 0.0
 
 
 def test_subnormals_are_flushed_on_every_intra_op_thread() -> None:
@@ -126,7 +132,7 @@ def test_subnormals_are_flushed_on_every_intra_op_thread() -> None:
 
     import sklearn.utils._openmp_helpers  # noqa: F401  (loads scikit-learn's libgomp)
 
-    from vaekit.runtime import flush_denormals, on_every_thread
+    from vaekit.accel.cpu import flush_denormals, on_every_thread
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -1,7 +1,10 @@
 """Sampling from torch.distributions with an explicit ``torch.Generator``.
 
 torch.distributions draw from the global RNG; for reproducible, explicit randomness we draw the
-base noise from ``generator`` and transform it exactly as ``rsample`` would.
+base noise from ``generator`` and transform it exactly as ``rsample`` would (Normal, Bernoulli,
+Delta). Any other distribution (a user's posterior, say) samples with its own ``rsample`` under
+the global RNG seeded from ``generator`` and restored afterwards: still a function of the
+generator's state, and the global RNG is left as it was.
 """
 
 from __future__ import annotations
@@ -37,4 +40,16 @@ def draw(
         return (u < probs).to(probs.dtype)
     if isinstance(base, Delta):
         return dist.rsample(sample_shape)
-    raise TypeError(f"no generator-driven sampler for {type(base).__name__}")
+    return _seeded_draw(dist, sample_shape, generator)
+
+
+def _seeded_draw(
+    dist: Distribution, sample_shape: tuple[int, ...], generator: torch.Generator
+) -> Tensor:
+    """``dist.rsample`` (or ``sample``) with the global RNG of the generator's device seeded from
+    ``generator`` for the call, then restored."""
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    devices = [generator.device] if generator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=generator.device.type):
+        torch.manual_seed(seed)
+        return dist.rsample(sample_shape) if dist.has_rsample else dist.sample(sample_shape)

@@ -43,7 +43,7 @@ class EvaluationContext:
     seed: int = 0
     grey_targets: bool = False
     compile: bool = False  # torch.compile the likelihood's elementwise work where it helps
-    matmul: str = "float32"  # the likelihood's decoder product (evaluation/bfloat16x3.py)
+    matmul: str = "float32"  # the likelihood's decoder product (accel/bfloat16x3.py)
     load_grey: Callable[[], Dataset] | None = None
     load_extractor: Callable[[], FeatureExtractor] | None = None
     notes: dict[str, Any] = field(default_factory=dict)

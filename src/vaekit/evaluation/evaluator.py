@@ -18,20 +18,18 @@ from typing import Any
 
 import torch
 
+from vaekit import accel
 from vaekit.build import build_dataset
 from vaekit.config import DataConfig
 from vaekit.data import dataset_identity, default_data_root
 from vaekit.data.base import Dataset
 from vaekit.errors import ConfigError
-from vaekit.evaluation.bfloat16x3 import MATMUL_PRECISIONS
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
 from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, describe, extractor_spec
 from vaekit.evaluation.latent import active_units_metric, aggregate_posterior_metric, probes_metric
 from vaekit.evaluation.likelihood import (
-    BFLOAT16X3_SCOPE,
     DEFAULT_NUM_IMPORTANCE_SAMPLES,
     elbo_metric,
-    has_lean_path,
     log_likelihood_metric,
 )
 from vaekit.evaluation.parzen import parzen_metric
@@ -160,16 +158,16 @@ def evaluate_run(
                         ("num_samples", num_samples), ("batch_size", batch_size)):  # fmt: skip
         if value < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
-    if matmul not in MATMUL_PRECISIONS:
+    if matmul not in accel.MATMUL_PRECISIONS:
         raise ConfigError(
-            f"unknown matmul {matmul!r}; choose one of: {', '.join(MATMUL_PRECISIONS)}"
+            f"unknown matmul {matmul!r}; choose one of: {', '.join(accel.MATMUL_PRECISIONS)}"
         )
     started = time.perf_counter()
     run = load_run(path, device=device)
-    lean = has_lean_path(run.model)
+    lean = accel.has_lean_path(run.model.decoder)
     if matmul != "float32" and not lean:
         raise ConfigError(
-            f"--matmul {matmul} {BFLOAT16X3_SCOPE}, and {path} has a "
+            f"--matmul {matmul} {accel.BFLOAT16X3_SCOPE}, and {path} has a "
             f"{run.config.model.likelihood} likelihood with a {run.config.model.network} "
             "network; drop --matmul (float32 is the default)"
         )

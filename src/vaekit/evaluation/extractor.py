@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from vaekit.data.base import Dataset
 from vaekit.errors import CheckpointError
 from vaekit.files import write_json
-from vaekit.training.checkpoint import load_weights, read_json, save_weights
+from vaekit.weights import load_weights, read_json, save_weights
 
 EXTRACTOR_VERSION = 1
 FEATURE_DIM = 128

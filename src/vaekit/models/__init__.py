@@ -2,8 +2,9 @@
 
 from vaekit.models.aae import AAE, LatentDiscriminator
 from vaekit.models.ae import AE
-from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
+from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss, Prior
 from vaekit.models.corruption import CORRUPTIONS, Corruption
+from vaekit.models.parts import NetworkDecoder, TrunkEncoder
 from vaekit.models.vae import VAE
 
 # kind -> (class, encoder head from vaekit.distributions.POSTERIORS)
@@ -26,4 +27,7 @@ __all__ = [
     "Encoder",
     "LatentDiscriminator",
     "Loss",
+    "NetworkDecoder",
+    "Prior",
+    "TrunkEncoder",
 ]

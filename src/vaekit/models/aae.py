@@ -20,10 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from vaekit.distributions.priors import StandardNormalPrior
 from vaekit.distributions.sampling import draw
-from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
-from vaekit.models.corruption import Corruption
+from vaekit.models.base import Autoencoder, Loss
 from vaekit.nn.activations import make_activation
 
 
@@ -65,13 +63,13 @@ class AAE(Autoencoder):
 
     def __init__(
         self,
-        encoder: Encoder,
-        decoder: Decoder,
-        prior: StandardNormalPrior,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: nn.Module,
         discriminator: nn.Module,
         *,
         adversarial_weight: float = 1.0,
-        corruption: Corruption | None = None,
+        corruption: nn.Module | None = None,
     ):
         super().__init__(encoder, decoder, prior, corruption)
         if not adversarial_weight >= 0:

@@ -1,6 +1,8 @@
 """The autoencoder contract: Encoder -> q(z|x), Decoder -> p(x|z), Prior -> p(z), and ``loss``.
 
-Every log-density in vaekit goes through these objects' ``log_prob`` / ``rsample`` /
+Encoder, Decoder and Prior are protocols: any ``nn.Module`` whose forward returns a
+``torch.distributions.Distribution`` fits, so users bring their own networks and heads. Every
+log-density in vaekit goes through these objects' ``log_prob`` / ``rsample`` /
 ``kl_divergence``, so training, importance-sampled likelihoods and Markov-chain kernels share
 one definition.
 """
@@ -9,15 +11,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vaekit.distributions.likelihoods import Likelihood
-from vaekit.distributions.priors import StandardNormalPrior
-from vaekit.models.corruption import Corruption
+
+@runtime_checkable
+class Encoder(Protocol):
+    """x [B, *event_shape] -> q(z|x), a Distribution with batch shape [B], event shape [D]."""
+
+    def __call__(self, x: Tensor) -> Distribution: ...
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """z [B, D] -> p(x|z), a Distribution with batch shape [B] and the data's event shape."""
+
+    def __call__(self, z: Tensor) -> Distribution: ...
+
+
+@runtime_checkable
+class Prior(Protocol):
+    """() -> p(z), a Distribution with event shape [D] and no batch shape."""
+
+    def __call__(self) -> Distribution: ...
 
 
 @dataclass
@@ -26,47 +45,22 @@ class Loss:
 
     ``objectives`` maps a parameter-group name (see ``Autoencoder.parameter_groups``) to the
     scalar that group's optimiser minimises; ``metrics`` holds detached per-datapoint batch means
-    in nats (``recon`` = -E_q log p(x|z), ``kl``, ``elbo``, ...). ``grads_finite``, which only
-    ``loss_and_grad_`` may set, is a [] bool on the device: whether the objectives and every
-    gradient it wrote are free of NaN and infinity, tested as they were computed, so that the
-    trainer need not read the gradients again; None leaves the test to the trainer.
+    in nats (``recon`` = -E_q log p(x|z), ``kl``, ``elbo``, ...).
     """
 
     objectives: dict[str, Tensor]
     metrics: dict[str, Tensor]
-    grads_finite: Tensor | None = None
-
-
-class Encoder(nn.Module):
-    """x [B, C, H, W] -> q(z|x), a Distribution with event shape [latent_dim]: trunk then head."""
-
-    def __init__(self, trunk: nn.Module, head: nn.Module):
-        super().__init__()
-        self.trunk = trunk
-        self.head = head
-
-    def forward(self, x: Tensor) -> Distribution:
-        return self.head(self.trunk(x))
-
-
-class Decoder(nn.Module):
-    """z [B, D] -> p(x|z), a Distribution with event shape [C, H, W]: network then likelihood."""
-
-    def __init__(self, network: nn.Module, likelihood: Likelihood):
-        super().__init__()
-        self.network = network
-        self.likelihood = likelihood
-
-    def forward(self, z: Tensor) -> Distribution:
-        return self.likelihood(self.network(z))
 
 
 class Autoencoder(nn.Module, ABC):
     """A generative autoencoder: ``encoder``, ``decoder``, ``prior`` and an optional corruption.
 
-    ``has_density`` says whether the model defines a likelihood bound (an ELBO) at all; the plain
-    and adversarial autoencoders with deterministic encoders do not. ``prior_matched`` says
-    whether training pushes the codes towards the prior, so that prior samples are meaningful.
+    The three parts are modules that fit the ``Encoder``, ``Decoder`` and ``Prior`` protocols:
+    the library's building blocks (``TrunkEncoder``, ``NetworkDecoder``, ``StandardNormalPrior``)
+    or a user's own. ``has_density`` says whether the model defines a likelihood bound (an ELBO)
+    at all; the plain and adversarial autoencoders with deterministic encoders do not.
+    ``prior_matched`` says whether training pushes the codes towards the prior, so that prior
+    samples are meaningful.
     """
 
     has_density: ClassVar[bool] = True
@@ -74,10 +68,10 @@ class Autoencoder(nn.Module, ABC):
 
     def __init__(
         self,
-        encoder: Encoder,
-        decoder: Decoder,
-        prior: StandardNormalPrior,
-        corruption: Corruption | None = None,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: nn.Module,
+        corruption: nn.Module | None = None,
     ):
         super().__init__()
         self.encoder = encoder
@@ -87,43 +81,21 @@ class Autoencoder(nn.Module, ABC):
 
     @property
     def latent_dim(self) -> int:
-        """Dimension of z."""
-        return self.prior.latent_dim
+        """Dimension of z: the last dimension of the prior's event shape."""
+        event_shape = self.prior().event_shape
+        if len(event_shape) != 1:
+            raise ValueError(f"the prior's event shape must be [D], got {list(event_shape)}")
+        return int(event_shape[0])
 
     @abstractmethod
     def loss(
         self, x: Tensor, *, kl_weight: float = 1.0, generator: torch.Generator | None = None
     ) -> Loss:
-        """Objectives and metrics for a batch x [B, C, H, W].
+        """Objectives and metrics for a batch x [B, *event_shape].
 
         ``kl_weight`` in [0, 1] scales the regulariser during warm-up (the KL for a VAE, the
         adversarial term for an AAE); metrics always report the unweighted quantities.
         """
-
-    def loss_and_grad_(
-        self,
-        x: Tensor,
-        *,
-        kl_weight: float = 1.0,
-        generator: torch.Generator | None = None,
-        scale: float = 1.0,
-        compile: bool = False,
-    ) -> Loss | None:
-        """``loss`` with the gradient of ``scale`` × each objective already written into the
-        ``.grad`` of that objective's parameters (replacing what was there), for models that
-        compute their gradients without autograd; the objectives come back detached.
-
-        None for every other model, having done nothing and drawn no random numbers: the caller
-        then calls ``loss`` and backpropagates. Both give the same numbers for the same generator
-        state. Under ``torch.autocast`` the products run in autocast's dtype, as in ``loss``.
-        ``compile=True`` asks for the same computation through ``torch.compile``.
-        """
-        return None
-
-    @property
-    def has_direct_gradients(self) -> bool:
-        """Whether ``loss_and_grad_`` computes the gradients itself (else it returns None)."""
-        return False
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters per objective: one optimiser is made for each group."""
@@ -140,10 +112,10 @@ class Autoencoder(nn.Module, ABC):
 
     @torch.no_grad()
     def decode_mean(self, z: Tensor) -> Tensor:
-        """E_p[x|z] [B, C, H, W]: pixel probabilities for Bernoulli, means for Gaussians."""
+        """E_p[x|z] [B, *event_shape]: pixel probabilities for Bernoulli, means for Gaussians."""
         return self.decoder(z).mean
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Decoder mean at the encoder mean: the model's reconstruction of x [B, C, H, W]."""
+        """Decoder mean at the encoder mean: the model's reconstruction of x."""
         return self.decode_mean(self.encode_mean(x))

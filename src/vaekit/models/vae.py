@@ -9,79 +9,87 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vaekit.distributions.posteriors import detached_gaussian
-from vaekit.distributions.priors import StandardNormalPrior, kl_to_prior
+from vaekit.distributions.priors import kl_to_prior
 from vaekit.distributions.sampling import draw
-from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss
-from vaekit.models.corruption import Corruption
-from vaekit.models.fused_elbo import FusedELBO
+from vaekit.models.base import Autoencoder, Loss
 
 GRADIENT_ESTIMATORS = ("reparam", "dreg")
 
 
 class VAE(Autoencoder):
-    """Gaussian-encoder VAE.
+    """Variational autoencoder over any encoder, decoder and prior that fit the protocols.
 
     Args:
+        encoder: x -> q(z|x), any module returning a Distribution with event shape [D]
+            (``TrunkEncoder`` with a ``GaussianHead`` is the library's).
+        decoder: z -> p(x|z), any module returning a Distribution over x.
+        prior: () -> p(z), e.g. ``StandardNormalPrior(latent_dim)``.
         beta: weight on the KL (beta-VAE); 1 gives the ELBO.
         num_particles: k importance samples; k > 1 trains the IWAE bound
             log (1/k) Σ_i p(x, z_i) / q(z_i|x), with beta on log p(z_i) - log q(z_i|x).
-        analytic_kl: use the closed-form KL when torch knows the pair (k = 1 only).
+        analytic_kl: use the closed-form KL when torch knows the pair (k = 1 only); otherwise,
+            and for pairs torch does not know, the one-sample Monte-Carlo estimate.
         corruption: C(x̃|x) on the encoder input (denoising VAE); the clean x is scored.
         gradient_estimator: ``"reparam"``, the reparameterisation gradient of the objective
             as written; or ``"dreg"``, the doubly reparameterised estimator of Tucker et al.
             (2019) for the encoder (for k = 1 it is Roeder et al.'s 2017 "sticking the
-            landing"). Both are unbiased estimators of the same gradient, and give the same
-            decoder gradient; ``"dreg"`` drops the score-function term of log q(z|x), whose
-            noise grows with k (Rainforth et al. 2018). The loss values do not change.
-        fused: train MLP models with a Gaussian q and a Bernoulli p (the ELBO with the
-            closed-form KL, or the IWAE bound) through the hand-derived gradients of
-            ``fused_elbo.py`` (``loss_and_grad_`` and,
-            under autograd, ``loss``): same loss, same gradients, less time per step
-            (benchmarks/train_step.py). Other models always take the distributions path.
+            landing"; it needs a diagonal Gaussian q). Both are unbiased estimators of the same
+            gradient, and give the same decoder gradient; ``"dreg"`` drops the score-function
+            term of log q(z|x), whose noise grows with k (Rainforth et al. 2018). The loss
+            values do not change.
+
+    ``beta`` and ``num_particles`` may be changed after construction; every path (``loss``, the
+    trainer, the optional accelerated gradients of ``vaekit.accel``) reads the current value.
     """
 
     def __init__(
         self,
-        encoder: Encoder,
-        decoder: Decoder,
-        prior: StandardNormalPrior,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: nn.Module,
         *,
         beta: float = 1.0,
         num_particles: int = 1,
         analytic_kl: bool = True,
-        corruption: Corruption | None = None,
+        corruption: nn.Module | None = None,
         gradient_estimator: str = "reparam",
-        fused: bool = True,
     ):
         super().__init__(encoder, decoder, prior, corruption)
-        if beta < 0:
-            raise ValueError(f"beta must be non-negative, got {beta}")
-        if num_particles < 1:
-            raise ValueError(f"num_particles must be at least 1, got {num_particles}")
         if gradient_estimator not in GRADIENT_ESTIMATORS:
             choices = ", ".join(repr(name) for name in GRADIENT_ESTIMATORS)
             raise ValueError(
                 f"gradient_estimator must be one of {choices}, got {gradient_estimator!r}"
             )
-        self.beta = float(beta)
+        self.beta = beta
+        self.num_particles = num_particles
         self.gradient_estimator = gradient_estimator
-        self.num_particles = int(num_particles)
         self.analytic_kl = analytic_kl
-        self.fused = None
-        # k = 1 fuses the closed-form KL; without analytic_kl it takes the one-sample estimate.
-        if fused and (num_particles > 1 or analytic_kl) and type(prior) is StandardNormalPrior:
-            self.fused = FusedELBO.of(
-                encoder.trunk,
-                encoder.head,
-                decoder.network,
-                decoder.likelihood,
-                num_particles,
-                dreg=gradient_estimator == "dreg",
-            )
+
+    @property
+    def beta(self) -> float:
+        """Weight on the KL (or on log p(z) - log q(z|x) for k > 1); settable."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"beta must be non-negative, got {value}")
+        self._beta = float(value)
+
+    @property
+    def num_particles(self) -> int:
+        """k, the importance samples per datapoint (1: the ELBO); settable."""
+        return self._num_particles
+
+    @num_particles.setter
+    def num_particles(self, value: int) -> None:
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"num_particles must be an integer of at least 1, got {value}")
+        self._num_particles = int(value)
 
     def kl(self, q: Distribution, z: Tensor) -> Tensor:
         """KL(q(z|x) || p(z)) [B]: closed form when available, else the one-sample estimate."""
@@ -99,11 +107,6 @@ class VAE(Autoencoder):
         self, x: Tensor, *, kl_weight: float = 1.0, generator: torch.Generator | None = None
     ) -> Loss:
         weight = self.beta * kl_weight
-        # The fused autograd node computes its products in the parameters' dtype: under
-        # autocast the modules run (loss_and_grad_, the trainer's path, honours autocast).
-        autocast = torch.is_autocast_enabled(x.device.type)
-        if self.fused is not None and torch.is_grad_enabled() and not autocast:
-            return self._fused_loss(x, weight, generator)
         q = self.encoder(self.corrupt(x, generator))
         if self.gradient_estimator == "dreg":
             return self._dreg_loss(x, q, weight, generator)
@@ -150,55 +153,6 @@ class VAE(Autoencoder):
         objective = surrogate + (value - surrogate).detach()
         metrics["loss"] = value
         return Loss({"model": objective}, {name: v.detach() for name, v in metrics.items()})
-
-    @property
-    def has_direct_gradients(self) -> bool:
-        return self.fused is not None
-
-    def loss_and_grad_(
-        self,
-        x: Tensor,
-        *,
-        kl_weight: float = 1.0,
-        generator: torch.Generator | None = None,
-        scale: float = 1.0,
-        compile: bool = False,
-    ) -> Loss | None:
-        if self.fused is None:
-            return None
-        x_in, eps = self._fused_inputs(x, generator)
-        out = self.fused.loss_and_grad_(x_in, x, eps, self.beta * kl_weight, scale, compile=compile)
-        return self._fused_result(*out)
-
-    def _fused_loss(self, x: Tensor, weight: float, generator: torch.Generator | None) -> Loss:
-        """``loss`` for k = 1 through ``fused_elbo.py``."""
-        assert self.fused is not None
-        x_in, eps = self._fused_inputs(x, generator)
-        return self._fused_result(*self.fused(x_in, x, eps, weight))
-
-    def _fused_inputs(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """The encoder input and the noise ε, drawn in the order and shape ``loss`` draws them."""
-        x_in = self.corrupt(x, generator)
-        shape: tuple[int, ...] = (x.shape[0], self.latent_dim)
-        if self.num_particles > 1:
-            shape = (self.num_particles, *shape)
-        eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x_in, eps
-
-    def _fused_result(
-        self,
-        objective: Tensor,
-        recon: Tensor,
-        kl: Tensor,
-        bound: Tensor,
-        grads_finite: Tensor | None = None,
-    ) -> Loss:
-        """The Loss that ``loss`` returns, with the same metrics in the same order."""
-        metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
-        if self.num_particles > 1:
-            metrics["iwae"] = bound
-        metrics["loss"] = objective.detach()
-        return Loss({"model": objective}, metrics, grads_finite)
 
     def elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Per-datapoint ELBO [B] in nats (one sample of z, closed-form KL where available)."""

@@ -66,30 +66,10 @@ class NonFiniteGuard:
 def grads_finite(grads: list[Tensor]) -> Tensor:
     """[] bool, on the device: every gradient is free of NaN and infinity (no host sync).
 
-    When the gradients are exactly the views of one flat buffer (as ``loss_and_grad_`` leaves
-    them), one sum over it is the test: NaN and infinities survive a sum. Otherwise the total
-    norm is. Either can raise a false alarm only for finite gradients whose sum or norm overflows
-    float32, and then the step is merely skipped.
+    The total norm is the test: NaN and infinities survive it. It can raise a false alarm only
+    for finite gradients whose norm overflows, and then the step is merely skipped.
     """
-    flat = flat_base(grads)
-    if flat is not None:
-        return torch.isfinite(flat.sum())
     return torch.isfinite(torch.nn.utils.get_total_norm(grads))
-
-
-def flat_base(tensors: list[Tensor]) -> Tensor | None:
-    """The flat tensor that the tensors, contiguous views of it, tile exactly; else None."""
-    base = tensors[0]._base if tensors else None
-    if base is None or base.dim() != 1 or not base.is_contiguous():
-        return None
-    if not all(t._base is base and t.is_contiguous() for t in tensors):
-        return None
-    end = base.storage_offset()
-    for offset, numel in sorted((t.storage_offset(), t.numel()) for t in tensors):
-        if offset != end:
-            return None
-        end += numel
-    return base if end == base.storage_offset() + base.numel() else None
 
 
 def all_finite(tensors: list[Tensor]) -> bool:

@@ -1,11 +1,12 @@
 """The one training loop: any Autoencoder, one optimiser per parameter group, exact resume.
 
-The loop never asks which model it trains: it calls ``model.loss_and_grad_`` (models that write
-their own gradients) or else ``model.loss`` and backpropagates, then steps one Adam per entry of
-``Loss.objectives``. Data stay tensors on the device and are batched by index permutation;
-each epoch's permutation is a function of (seed, epoch), and every random draw in the step comes
-from one explicit generator, so a saved (epoch, batch) cursor plus the generator states resume a
-run bitwise.
+The loop never asks which model it trains: it calls ``model.loss`` and backpropagates (or, with
+acceleration on, the model's hand-derived gradients where ``vaekit.accel`` has them), then
+steps one Adam per entry of ``Loss.objectives``. Batches come from a source (``data/sources.py``):
+tensors on the device gathered by index, or a Dataset streamed through DataLoader workers in the
+same index order. Each epoch's order is a function of (seed, epoch), and every random draw in the
+step comes from one explicit generator, so a saved (epoch, batch) cursor plus the generator
+states resume a run bitwise.
 
 A step with a non-finite loss or gradient is skipped on the device (see ``guard.py``); after
 ``max_bad_steps`` consecutive bad steps the model and optimisers roll back to the last
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -26,10 +27,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from vaekit import accel
 from vaekit.data.base import Dataset, Split
+from vaekit.data.sources import (
+    IndexedSource,
+    LoaderStream,
+    TrainingData,
+    from_dataset,
+    in_memory,
+)
 from vaekit.models.base import Autoencoder
-from vaekit.runtime import flush_denormals
-from vaekit.training.adam_step import fused_adam_step
 from vaekit.training.averaging import WeightAverage
 from vaekit.training.distributed import World, current_world
 from vaekit.training.epoch_sums import EpochSums
@@ -47,11 +54,17 @@ def epoch_permutation(num_items: int, seed: int, epoch: int) -> Tensor:
 
 
 class Trainer:
-    """Trains ``model`` on ``dataset.train``, validating on ``dataset.val`` each epoch.
+    """Trains ``model`` on the training split, validating on the validation split each epoch.
+
+    ``dataset`` is a library ``Dataset`` (its splits held in memory) or a ``TrainingData`` of
+    sources (``data/sources.py``); ``vaekit.fit`` builds one from tensors, arrays, torch
+    Datasets and DataLoaders.
 
     ``on_checkpoint(trainer)`` is called whenever a resumable state should be saved (end of each
     epoch, every ``checkpoint_every`` steps if set, on interruption), always with finite
-    parameters; ``on_epoch_end(record)`` receives each epoch's metrics row.
+    parameters; ``on_epoch_end(record)`` and each of ``callbacks`` receive each epoch's metrics
+    row (a dict of floats: ``epoch``, ``train/...``, ``val/...``, ``lr``), the callbacks on the
+    main process only: log it to any tracker there.
 
     In a distributed run (``world`` of several processes, by default the initialised process
     group, see ``distributed.py``) every rank constructs the same Trainer: ``batch_size`` is per
@@ -60,12 +73,15 @@ class Trainer:
     at the same step. ``fit``, ``evaluate`` and ``state_dict`` are then collective calls.
 
     ``precision="bfloat16"`` computes the training loss under ``torch.autocast`` (bfloat16
-    matmuls and convolutions; weights, gradients, Adam and validation stay float32), through
-    hand-derived gradients where the model has them (their products in bfloat16 too).
+    matmuls and convolutions; weights, gradients, Adam and validation stay float32), for every
+    model.
 
-    ``compile=True`` runs hand-derived gradients (``model.loss_and_grad_``) through
-    ``torch.compile``: seconds to compile once per batch shape, then faster steps on long runs
-    (docs/performance.md); models trained through autograd are not compiled.
+    ``accelerate="auto"`` takes the faster paths of ``vaekit.accel`` where the model allows
+    them (hand-derived gradients for MLP VAEs with a Gaussian q and a Bernoulli p, fused Adam's
+    kernel called directly); ``"off"`` trains through ``model.loss`` and autograd only.
+    ``gradient_path`` says which ran. ``compile=True`` runs the hand-derived gradients, or else
+    the model's encoder and decoder, through ``torch.compile`` while ``fit`` runs: seconds to
+    compile once per batch shape, then faster steps on long runs.
 
     ``ema_decay`` keeps an exponential moving average of the weights (``averaging.py``):
     validation and ``averaged_weights()`` use it, training steps the live weights.
@@ -74,7 +90,7 @@ class Trainer:
     def __init__(
         self,
         model: Autoencoder,
-        dataset: Dataset,
+        dataset: Dataset | TrainingData,
         *,
         epochs: int,
         batch_size: int,
@@ -89,6 +105,7 @@ class Trainer:
         ema_decay: float | None = None,
         precision: str = "float32",
         compile: bool = False,
+        accelerate: str = "auto",
         eval_batch_size: int = 1000,
         seed: int = 0,
         device: torch.device | str = "cpu",
@@ -98,6 +115,7 @@ class Trainer:
         progress: bool | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[Trainer], None] | None = None,
+        callbacks: Sequence[Callable[[dict[str, float]], object]] = (),
         world: World | None = None,
     ):
         self.world = current_world() if world is None else world
@@ -111,7 +129,9 @@ class Trainer:
             raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
         # bfloat16: the loss runs under autocast (float32 weights, gradients and Adam)
         self.autocast = precision == "bfloat16"
-        self.compile = compile
+        accel.check_mode(accelerate)
+        self.accelerate, self.compile = accelerate, compile
+        self.direct = accel.direct_gradients(model, accelerate=accelerate, compile=compile)
         if max_bad_steps < 1 or max_rollbacks < 0 or (checkpoint_every or 1) < 1:
             raise ValueError("max_bad_steps and checkpoint_every must be >= 1, max_rollbacks >= 0")
         self.max_bad_steps = max_bad_steps
@@ -119,13 +139,23 @@ class Trainer:
         progress = sys.stderr.isatty() if progress is None else progress
         self.progress = progress and self.world.is_main
         self.on_epoch_end, self.on_checkpoint = on_epoch_end, on_checkpoint
-        self.train_x = dataset.train.x.to(self.device)
-        if len(dataset.val) < self.world.size:  # evaluate() gives every rank a slice
+        self.callbacks = list(callbacks)
+        self.data = dataset if isinstance(dataset, TrainingData) else from_dataset(dataset)
+        val = self.data.val
+        if val is not None and len(val) < self.world.size:  # evaluate() gives every rank a slice
             raise ValueError(
-                f"cannot split {len(dataset.val)} validation points over {self.world.size} ranks"
+                f"cannot split {len(val)} validation points over {self.world.size} ranks"
             )
         self.global_batch_size = batch_size * self.world.size
-        self.steps_per_epoch = math.ceil(len(dataset.train) / self.global_batch_size)
+        if isinstance(self.data.train, LoaderStream):
+            if self.world.size > 1:
+                raise ValueError(
+                    "several processes need data vaekit can shard: pass a map-style Dataset or "
+                    "tensors instead of a DataLoader or IterableDataset"
+                )
+            self.steps_per_epoch = self.data.train.num_batches()
+        else:
+            self.steps_per_epoch = math.ceil(len(self.data.train) / self.global_batch_size)
         self.total_steps = self.steps_per_epoch * epochs
         self.warmup_steps = round(warmup_epochs * self.steps_per_epoch)
         self.groups = model.parameter_groups()
@@ -158,6 +188,12 @@ class Trainer:
         self.epoch_sums = EpochSums(self.device)
         self.stops = StopRequests()
 
+    @property
+    def gradient_path(self) -> str:
+        """``"direct"`` where ``vaekit.accel``'s hand-derived gradients train the model (for its
+        current k), else ``"autograd"``."""
+        return "autograd" if self.direct is None or self.direct.plan() is None else "direct"
+
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bitwise (see ``state.py``); collective when distributed."""
@@ -173,29 +209,57 @@ class Trainer:
         """Train until ``epochs`` are done; returns the per-epoch metric rows."""
         if not self.rollback.has_target:
             self.rollback.keep()  # the rollback target until the next checkpoint
-        with self.stops.installed(), flush_denormals():
+        compile_parts = self.compile and self.direct is None  # direct gradients compile their own
+        with (
+            self.stops.installed(),
+            accel.training_context(self.accelerate),
+            accel.compiled_parts(self.model, compile_parts),
+        ):
             while self.cursor.epoch < self.epochs:
                 self._train_epoch()
                 record = self._end_epoch()
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(record)
+                if self.world.is_main:
+                    for callback in self.callbacks:
+                        callback(dict(record))
                 if (signum := self.stops.agreed(self.world, look=True)) is not None:
                     raise TrainingInterrupted(signum)  # _end_epoch has just checkpointed
         return self.history
 
+    def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, float, int]]]:
+        """(batches in this epoch, an iterator of (x, share, count) from the cursor on).
+
+        ``share`` is this rank's part of the global-batch mean (1 in one process), ``count`` the
+        datapoints it scores. The order of an indexable source is a function of (seed, epoch).
+        """
+        source = self.data.train
+        if isinstance(source, LoaderStream):
+            batches = source.batches(self.cursor.batch, self.device)
+            return source.num_batches(), ((x, 1.0, len(x)) for x in batches)
+        order = epoch_permutation(len(source), self.seed, self.cursor.epoch)
+        global_batches = order.to(self.device).split(self.global_batch_size)
+        remaining = global_batches[self.cursor.batch :]
+        slices = [self.world.shard(batch) for batch in remaining]
+        # An empty slice (a last batch smaller than the world) computes one datapoint, weighted 0.
+        index = [s if len(s) else g[:1] for s, g in zip(slices, remaining, strict=True)]
+        shares = [len(s) / len(g) for s, g in zip(slices, remaining, strict=True)]
+        x = source.gather(index, self.device)
+        steps = zip(x, shares, (len(s) for s in slices), strict=True)
+        return len(global_batches), steps
+
     def _train_epoch(self) -> None:
-        order = epoch_permutation(len(self.dataset.train), self.seed, self.cursor.epoch)
-        batches = order.to(self.device).split(self.global_batch_size)
+        num_batches, steps = self._epoch_batches()
         bar = tqdm(
-            total=len(batches),
+            total=num_batches,
             initial=self.cursor.batch,
             desc=f"epoch {self.cursor.epoch + 1}/{self.epochs}",
             disable=not self.progress,
             leave=False,
         )
         with bar:
-            while self.cursor.batch < len(batches):
-                self._step(batches[self.cursor.batch])
+            for x, share, count in steps:
+                self._step(x, share, count)
                 self.cursor.batch += 1
                 self.cursor.step += 1
                 bar.update()
@@ -204,23 +268,18 @@ class Trainer:
                 if (signum := self.stops.agreed(self.world, look=look)) is not None:
                     self._checkpoint()
                     raise TrainingInterrupted(signum)
-                if self.cursor.batch == len(batches):
+                if self.cursor.batch == num_batches:
                     continue  # _end_epoch checks and checkpoints
                 if self.cursor.step % self.max_bad_steps == 0:
                     self._check_guard()
                 if self.checkpoint_every and self.cursor.step % self.checkpoint_every == 0:
                     self._checkpoint()
 
-    def _step(self, global_index: Tensor) -> None:
+    def _step(self, x: Tensor, share: float, count: int) -> None:
         """One update of every parameter group; a non-finite step changes nothing but counters."""
         if not self.model.training:  # train() walks every module: only after an evaluation
             self.model.train()
-        index = self.world.shard(global_index)
-        share = len(index) / len(global_index)  # of the global-batch mean; 1 in one process
-        # An empty slice (a last batch smaller than the world) computes one datapoint, weighted 0.
-        # index_select: a third of the time of x[index] for MNIST rows on this CPU.
-        x = torch.index_select(self.train_x, 0, index if len(index) else global_index[:1])
-        if self.dataset.binarize == "dynamic":
+        if self.data.binarize == "dynamic":
             x = torch.bernoulli(x, generator=self.generator)  # fresh pixels every epoch
         lr = self.rollback.lr_scale * learning_rate(
             self.cursor.step,
@@ -231,25 +290,26 @@ class Trainer:
         )
         weight = kl_weight(self.cursor.step, self.warmup_steps)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            # Models with hand-derived gradients write them into .grad themselves (no autograd).
-            loss = self.model.loss_and_grad_(
-                x, kl_weight=weight, generator=self.generator, scale=share, compile=self.compile
-            )
-            direct = loss is not None
-            if loss is None:
+            # Hand-derived gradients are written into .grad directly, without autograd
+            direct = None
+            if self.direct is not None:
+                direct = self.direct(x, kl_weight=weight, generator=self.generator, scale=share)
+            if direct is None:
                 loss = self.model.loss(x, kl_weight=weight, generator=self.generator)
-        if not direct:
+            else:
+                loss, written_finite = direct
+        if direct is None:
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
         names = list(loss.objectives)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
-        # The model's own test of what it wrote holds while nothing is added to it (one process)
-        tested = loss.grads_finite if direct and self.world.size == 1 else None
+        # The direct path's own test of what it wrote holds while nothing is added (one process)
+        tested = written_finite if direct is not None and self.world.size == 1 else None
         for i, name in enumerate(names):
             objective, params = loss.objectives[name], self.groups[name]
             if share != 1:
                 objective = objective * share
-            if not direct:
+            if direct is None:
                 objective.backward(inputs=params, retain_graph=i < len(names) - 1)
             objective = self.world.all_reduce_gradients(params, objective)  # summed over ranks
             if self.grad_clip is not None:
@@ -266,12 +326,15 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
             # fused Adam skips the update where found_inf is 1
-            if not (self.masked_step and fused_adam_step(opt, found_inf)):
+            taken = self.masked_step and accel.optimizer_step(
+                opt, found_inf, accelerate=self.accelerate
+            )
+            if not taken:
                 opt.found_inf = found_inf if self.masked_step else None  # type: ignore[attr-defined]
                 opt.step()
         if self.average is not None:
             self.average.update()
-        self.epoch_sums.add(loss.metrics, finite, len(index))
+        self.epoch_sums.add(loss.metrics, finite, count)
 
     # ----------------------------------------------------------------- guard
     def _check_guard(self) -> None:
@@ -297,7 +360,8 @@ class Trainer:
         self._verify()  # no metrics or checkpoint of non-finite parameters
         record: dict[str, float] = {"epoch": float(self.cursor.epoch + 1)}
         record.update({f"train/{k}": v for k, v in self.epoch_sums.means(self.world).items()})
-        record.update({f"val/{k}": v for k, v in self.evaluate(self.dataset.val).items()})
+        if self.data.val is not None:
+            record.update({f"val/{k}": v for k, v in self.evaluate(self.data.val).items()})
         record["lr"] = self.rollback.lr_scale * learning_rate(
             self.cursor.step,
             self.total_steps,
@@ -317,7 +381,7 @@ class Trainer:
         return nullcontext() if self.average is None else self.average.applied()
 
     @torch.no_grad()
-    def evaluate(self, split: Split) -> dict[str, float]:
+    def evaluate(self, split: Split | IndexedSource) -> dict[str, float]:
         """Mean per-datapoint metrics (nats) over a split, with a fixed noise seed.
 
         With ``ema_decay`` set, the weight average is scored. Distributed, each rank scores a
@@ -326,17 +390,19 @@ class Trainer:
         with self.averaged_weights():
             return self._evaluate(split)
 
-    def _evaluate(self, split: Split) -> dict[str, float]:
+    def _evaluate(self, split: Split | IndexedSource) -> dict[str, float]:
         self.model.eval()
         generator = torch.Generator(self.device).manual_seed(self.world.seed(self.seed + 1))
+        source = in_memory(split) if isinstance(split, Split) else split
+        index = self.world.shard(torch.arange(len(source))).split(self.eval_batch_size)
         sums: dict[str, Tensor] = {}
-        for x in self.world.shard(split.x).split(self.eval_batch_size):
-            metrics = self.model.loss(x.to(self.device), generator=generator).metrics
+        for x in source.gather(index, self.device):
+            metrics = self.model.loss(x, generator=generator).metrics
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0) + value * x.shape[0]
         self.world.sum_(list(sums.values()))
-        out = {k: float(v) / len(split) for k, v in sums.items()}
-        num_dims = math.prod(self.dataset.event_shape)
+        out = {k: float(v) / len(source) for k, v in sums.items()}
+        num_dims = math.prod(self.data.event_shape)
         nll = -out["elbo"] if "elbo" in out else out["recon"]
         out["bits_per_dim"] = nll / (num_dims * math.log(2.0))
         return out

@@ -1,4 +1,4 @@
-"""bfloat16x3 products: float32 accuracy from bfloat16 GEMMs (evaluation/bfloat16x3.py)."""
+"""bfloat16x3 products: float32 accuracy from bfloat16 GEMMs (accel/bfloat16x3.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import copy
 import pytest
 import torch
 
+from vaekit.accel import compiled_or_eager
+from vaekit.accel.bfloat16x3 import BFloat16x3Weight, split_rows
+from vaekit.accel.log_px import LeanBernoulliLogPx
 from vaekit.build import build_model
 from vaekit.config import ModelConfig
 from vaekit.evaluation import log_likelihood
-from vaekit.evaluation.bfloat16x3 import BFloat16x3Weight, split_rows
 
 
 def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -46,8 +48,6 @@ def test_product_is_float32_accurate_where_one_bfloat16_product_is_not() -> None
 def test_compiled_split_keeps_the_low_part() -> None:
     # Inductor drops a float -> bfloat16 -> float round trip unless told to emulate it, and
     # h_lo would come out zero; without a C++ compiler this runs eagerly and holds trivially.
-    from vaekit.runtime import compiled_or_eager
-
     h, _, _ = _operands()
     compiled = compiled_or_eager(split_rows, fallback="eagerly", emulate_precision_casts=True)
     assert torch.equal(compiled(h), split_rows(h))
@@ -64,14 +64,12 @@ def _mnist_sized_model(scale: float) -> torch.nn.Module:
 
 @pytest.mark.parametrize("scale", [3.0, 30.0])
 def test_log_px_error_is_a_few_times_float32s(scale: float) -> None:
-    from vaekit.evaluation.likelihood import _BernoulliLinearLogPx
-
     model = _mnist_sized_model(scale)
     x = torch.bernoulli(torch.full((20, 1, 28, 28), 0.2))
     z = torch.randn(50, 20, 4)
 
     def log_px(model: torch.nn.Module, matmul: str, dtype: torch.dtype) -> torch.Tensor:
-        lean = _BernoulliLinearLogPx.of(model.decoder, compile=False, matmul=matmul)
+        lean = LeanBernoulliLogPx.of(model.decoder, compile=False, matmul=matmul)
         assert lean is not None
         with torch.inference_mode():
             return lean(z.to(dtype), *lean.bind(x.to(dtype))).double()
@@ -105,3 +103,9 @@ def test_bfloat16x3_is_refused_where_it_does_not_apply() -> None:
         log_likelihood(model, torch.rand(3, 1, 4, 4), num_samples=2, matmul="bfloat16x3")
     with pytest.raises(ValueError, match="matmul must be one of"):
         log_likelihood(model, torch.rand(3, 1, 4, 4), num_samples=2, matmul="float16")
+    # bfloat16x3 is a speed-up: with acceleration off not even a Bernoulli MLP takes it
+    bernoulli = build_model(ModelConfig(latent_dim=2, hidden=(8,)), (1, 4, 4))
+    x = torch.bernoulli(torch.full((3, 1, 4, 4), 0.5))
+    log_likelihood(bernoulli, x, num_samples=2, matmul="bfloat16x3")
+    with pytest.raises(ValueError, match="needs accelerate='auto'"):
+        log_likelihood(bernoulli, x, num_samples=2, matmul="bfloat16x3", accelerate="off")

@@ -7,7 +7,7 @@ records, per-parameter state look-ups and grouping the tensors by device and dty
 state tensors: the step counts go up by one, ``torch._fused_adam_`` (or ``_fused_adamw_``)
 updates parameters and moments, and the counts go back down where ``found_inf`` is 1. So
 ``state_dict``, resume and ``step()`` stay interchangeable with it, bitwise
-(tests/training/test_adam_step.py).
+(tests/accel/test_adam_step.py).
 
 It declines, doing nothing and returning False, whenever ``step()`` might do something else:
 another optimiser class, a non-fused Adam, hooks, capturable or differentiable mode, tensor
@@ -22,8 +22,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 from torch.optim import optimizer as optimizer_module
-
-from vaekit.training.guard import flat_base
 
 _STATE_KEYS = ("exp_avg", "exp_avg_sq", "step")
 
@@ -123,3 +121,18 @@ def _shared_counts(
         steps[i] = counts[i]
         optimizer.state[p]["step"] = steps[i]
     return counts
+
+
+def flat_base(tensors: list[Tensor]) -> Tensor | None:
+    """The flat tensor that the tensors, contiguous views of it, tile exactly; else None."""
+    base = tensors[0]._base if tensors else None
+    if base is None or base.dim() != 1 or not base.is_contiguous():
+        return None
+    if not all(t._base is base and t.is_contiguous() for t in tensors):
+        return None
+    end = base.storage_offset()
+    for offset, numel in sorted((t.storage_offset(), t.numel()) for t in tensors):
+        if offset != end:
+            return None
+        end += numel
+    return base if end == base.storage_offset() + base.numel() else None

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit.training.adam_step import fused_adam_step
+from vaekit.accel.adam_step import flat_base, fused_adam_step
 
 
 def _pair(**options: object) -> tuple[list[nn.Parameter], torch.optim.Adam, list, torch.optim.Adam]:
@@ -118,3 +118,21 @@ def test_it_declines_where_step_would_do_more() -> None:
     assert not fused_adam_step(plain)  # not the fused kernel
     opt.param_groups[0]["lr"] = torch.tensor(0.01)
     assert not fused_adam_step(opt)  # tensor hyper-parameters
+
+
+def test_flat_base_is_found_only_where_the_tensors_tile_it() -> None:
+    """The step counts are counted at once where they tile one buffer (``_shared_counts``)."""
+    shapes = [(4, 3), (3,), (2, 5)]
+    flat = torch.randn(25)
+    views = [v.view(s) for v, s in zip(flat.split([12, 3, 10]), shapes, strict=True)]
+    assert flat_base(views) is flat
+    assert flat_base(views[::-1]) is flat  # in any order
+    cases = {
+        "missing": views[:2],  # the buffer holds more than these tensors
+        "separate": [v.clone() for v in views],
+        "overlapping": [flat[0:12].view(4, 3), flat[10:13], flat[15:25].view(2, 5)],
+        "strided": [flat[:24].view(4, 6).t()],
+        "none": [],
+    }
+    for name, case in cases.items():
+        assert flat_base(case) is None, name

@@ -18,11 +18,10 @@ the log-ratio:
 so particle i's decoder gradient is w_i (sigmoid(l_i) - x), ∂/∂z_i adds w_i β z_i, and the
 direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q).
 
-Two entry points share that code. ``FusedELBO.__call__`` is one autograd node (for ``VAE.loss``
-under autograd), instead of the ~40 nodes and temporaries of the ``torch.distributions`` path.
-``FusedELBO.loss_and_grad_`` skips autograd altogether and writes the gradients into the
-parameters' ``.grad`` in place, views of one flat buffer; the trainer takes this path
-(``Autoencoder.loss_and_grad_``). benchmarks/train_step.py times the three paths.
+``DirectELBO`` skips autograd altogether and writes the gradients into the parameters' ``.grad``
+in place, views of one flat buffer; the trainer takes this path through ``vaekit.accel`` when
+acceleration is on (``train.accelerate = "auto"``). benchmarks/train_step.py times it against
+autograd through the distributions.
 
 Under ``torch.autocast`` (``train.precision = "bfloat16"``) the trunk's and the decoder's matrix
 products run in autocast's dtype, forward and backward, with float32 accumulation: on a CPU
@@ -32,7 +31,7 @@ projections, the bias gradients and every value returned stay in the parameters'
 weight gradients are written in it: autocast's contract, without autograd.
 
 The gradients are checked against autograd through the distributions path in float64
-(tests/models/test_fused_elbo.py), and the noise ε is drawn exactly as ``draw`` draws it, so all
+(tests/accel/test_fused_elbo.py), and the noise ε is drawn exactly as ``draw`` draws it, so all
 paths give the same numbers for the same generator state.
 """
 
@@ -41,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from typing import Any
 
@@ -49,10 +48,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from vaekit.distributions.likelihoods import BernoulliLikelihood, Likelihood
+from vaekit.accel.compile import compiled_or_eager
+from vaekit.distributions.likelihoods import BernoulliLikelihood
 from vaekit.distributions.posteriors import LOG_VAR_MAX, LOG_VAR_MIN, GaussianHead
+from vaekit.distributions.priors import StandardNormalPrior
+from vaekit.models.base import Loss
+from vaekit.models.parts import NetworkDecoder, TrunkEncoder
+from vaekit.models.vae import VAE
 from vaekit.nn.mlp import MLPDecoderNet, MLPTrunk
-from vaekit.runtime import compiled_or_eager
 
 # Activations whose derivative can be read from their output y (so inputs need not be kept).
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
@@ -91,7 +94,7 @@ def parse_layers(modules: Iterable[nn.Module]) -> list[Layer] | None:
 
 @dataclass(frozen=True)
 class FusedELBO:
-    """The fused objective for one model; build it with ``FusedELBO.of`` (None if unsupported)."""
+    """The fused objective for one model's layers, k and estimator (see ``DirectELBO``)."""
 
     trunk: list[Layer]
     loc: nn.Linear
@@ -101,50 +104,33 @@ class FusedELBO:
     dreg: bool = False  # the encoder takes the doubly reparameterised gradient (see _backward)
 
     @classmethod
-    def of(
-        cls,
-        trunk: nn.Module,
-        head: nn.Module,
-        network: nn.Module,
-        likelihood: Likelihood,
-        num_particles: int = 1,
-        *,
-        dreg: bool = False,
-    ) -> FusedELBO | None:
-        """The fused objective of these encoder and decoder parts with k = ``num_particles``, or
-        None when the parts are not an MLP trunk + Gaussian head + MLP decoder + Bernoulli
-        likelihood with supported layers."""
+    def of(cls, model: nn.Module) -> FusedELBO | None:
+        """The fused objective of ``model`` (k = 1, reparameterised), or None unless it is a
+        ``VAE`` of an MLP trunk + Gaussian head, an MLP decoder + Bernoulli likelihood with
+        supported layers, and a standard normal prior."""
+        if not isinstance(model, VAE) or type(model.prior) is not StandardNormalPrior:
+            return None
+        encoder, decoder = model.encoder, model.decoder
+        if not (isinstance(encoder, TrunkEncoder) and isinstance(decoder, NetworkDecoder)):
+            return None
+        trunk, head, network = encoder.trunk, encoder.head, decoder.network
         if not (
             isinstance(trunk, MLPTrunk)
             and type(head) is GaussianHead
             and isinstance(network, MLPDecoderNet)
-            and type(likelihood) is BernoulliLikelihood
+            and type(decoder.likelihood) is BernoulliLikelihood
         ):
             return None
         trunk_layers, decoder_layers = parse_layers(trunk.layers), parse_layers(network.layers)
         if not trunk_layers or not decoder_layers or decoder_layers[-1].activation is not None:
             return None
-        return cls(trunk_layers, head.loc, head.log_var, decoder_layers, int(num_particles), dreg)
+        return cls(trunk_layers, head.loc, head.log_var, decoder_layers)
 
     def parameters(self) -> list[Tensor]:
         """The parameters in gradient order: trunk, loc, log-variance, decoder (weight, bias)."""
         linears = [layer.linear for layer in self.trunk]
         linears += [self.loc, self.log_var, *(layer.linear for layer in self.decoder)]
         return [p for linear in linears for p in (linear.weight, linear.bias)]
-
-    def __call__(
-        self, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(objective, recon, kl, bound), as ``VAE.loss`` defines them: the scalar objective
-        (k = 1: the batch mean of recon + kl_weight · KL; k > 1: minus the IWAE bound with
-        kl_weight on log p(z) - log q(z|x)), and the detached batch means of -log p(x|z), of the
-        KL (k > 1: its one-sample estimate log q - log p, averaged over particles) and of the
-        bound (k = 1: the ELBO). ``x_in`` is the encoder input (corrupted for a denoising
-        model), ``x`` the scored target, ``eps`` the noise, [B, D] or [k, B, D]."""
-        out: tuple[Tensor, Tensor, Tensor, Tensor] = _FusedELBOFunction.apply(
-            self, x_in, x, eps, kl_weight, *self.parameters()
-        )
-        return out
 
     @torch.no_grad()
     def loss_and_grad_(
@@ -157,7 +143,12 @@ class FusedELBO:
         *,
         compile: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``__call__`` without autograd: the same (detached) values, and the gradient of
+        """(objective, recon, kl, bound, finite) without autograd: the scalar objective (k = 1:
+        the batch mean of recon + kl_weight · KL; k > 1: minus the IWAE bound with kl_weight on
+        log p(z) - log q(z|x)), the detached batch means of -log p(x|z), of the KL (k > 1: its
+        one-sample estimate log q - log p, averaged over particles) and of the bound (k = 1: the
+        ELBO); ``x_in`` is the encoder input (corrupted for a denoising model), ``x`` the scored
+        target, ``eps`` the noise, [B, D] or [k, B, D]. The gradient of
         ``scale · objective`` written into every parameter's ``.grad``, replacing what was there;
         last, a [] bool: whether the objective and all those gradients are finite (``Loss``'s
         ``grads_finite``; compiled, the test fuses into the kernels that write them).
@@ -358,7 +349,7 @@ def _forward(
     kl_weight: float | Tensor,
     matmul: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, _Saved]:
-    """(objective, recon, KL, bound, saved tensors) of one batch; see ``FusedELBO.__call__``.
+    """(objective, recon, KL, bound, saved tensors) of one batch; see ``loss_and_grad_``.
     ``matmul``: the dtype of the trunk's and decoder's products (None: the parameters')."""
     b = x.shape[0]
     target = x.reshape(b, -1)
@@ -493,36 +484,61 @@ def _dreg_encoder_grads(
     return grad_z.sum(0), ((grad_z * saved.eps).sum(0) * saved.scale).mul_(0.5)
 
 
-class _FusedELBOFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: Any, plan: FusedELBO, x_in: Tensor, x: Tensor, eps: Tensor, kl_weight: float,
-        *params: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-        # VAE.loss takes this node outside autocast only: products in the parameters' dtype
-        objective, recon, kl, bound, saved = _forward(plan, x_in, x, eps, kl_weight)
-        trunk, decoder = saved.trunk.outputs, saved.decoder.outputs
-        ctx.plan, ctx.kl_weight, ctx.num_trunk = plan, kl_weight, len(trunk)
-        ctx.save_for_backward(
-            saved.target, saved.eps, saved.loc, saved.scale, saved.variance, saved.in_range,
-            saved.weights, *trunk, *decoder,
-        )  # fmt: skip
-        ctx.mark_non_differentiable(recon, kl, bound)
-        return objective, recon, kl, bound
+class DirectELBO:
+    """The hand-derived gradients of one ``VAE``, for the trainer: ``__call__`` is ``loss`` plus
+    the backward pass, with the gradients written into the parameters' ``.grad``.
 
-    @staticmethod
-    def backward(ctx: Any, grad_objective: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
-        plan: FusedELBO = ctx.plan
-        target, eps, loc, scale, variance, in_range, weights, *layers = ctx.saved_tensors
-        trunk, decoder = layers[: ctx.num_trunk], layers[ctx.num_trunk :]
-        # every product in the parameters' dtype: no casts (one None per layer)
-        trunk_stack, decoder_stack = (
-            Stack(trunk, [None] * len(plan.trunk)),
-            Stack(decoder, [None] * len(plan.decoder)),
+    Built once per model (``of``, None where the model's parts are not supported); k, beta and
+    the gradient estimator are read from the model at every call, so they stay live. A call
+    returns None, having drawn nothing, where this k cannot be fused (k = 1 without the
+    closed-form KL); the trainer then takes autograd.
+    """
+
+    def __init__(self, model: VAE, base: FusedELBO, *, compile: bool) -> None:
+        self.model, self.base, self.compile = model, base, compile
+        self._plans: dict[tuple[int, bool], FusedELBO] = {}
+
+    @classmethod
+    def of(cls, model: nn.Module, *, compile: bool = False) -> DirectELBO | None:
+        base = FusedELBO.of(model)
+        return None if base is None else cls(model, base, compile=compile)  # type: ignore[arg-type]
+
+    def plan(self) -> FusedELBO | None:
+        """The fused objective for the model's current k and estimator, or None."""
+        model = self.model
+        k, dreg = model.num_particles, model.gradient_estimator == "dreg"
+        if k == 1 and not model.analytic_kl:
+            return None
+        key = (k, dreg)
+        if key not in self._plans:  # one object per key: compiled, dynamo guards on it
+            self._plans[key] = replace(self.base, particles=k, dreg=dreg)
+        return self._plans[key]
+
+    def __call__(
+        self,
+        x: Tensor,
+        *,
+        kl_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+        scale: float = 1.0,
+    ) -> tuple[Loss, Tensor] | None:
+        """(Loss, grads_finite) as ``VAE.loss`` defines the loss, with the gradient of ``scale``
+        × the objective in ``.grad`` (replacing what was there); ``grads_finite`` is a [] bool:
+        whether the objective and every gradient written are finite. None: not fused."""
+        plan = self.plan()
+        if plan is None:
+            return None
+        model = self.model
+        x_in = model.corrupt(x, generator)  # drawn in the order and shape ``loss`` draws them
+        shape: tuple[int, ...] = (x.shape[0], plan.loc.out_features)
+        if plan.particles > 1:
+            shape = (plan.particles, *shape)
+        eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        objective, recon, kl, bound, finite = plan.loss_and_grad_(
+            x_in, x, eps, model.beta * kl_weight, scale, compile=self.compile
         )
-        saved = _Saved(
-            target, eps, loc, scale, variance, in_range, weights, trunk_stack, decoder_stack
-        )
-        grads = [torch.empty_like(p) for p in plan.parameters()]
-        _backward(plan, saved, grad_objective / target.shape[0], ctx.kl_weight, grads)
-        return (None, None, None, None, None, *grads)
+        metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+        if plan.particles > 1:
+            metrics["iwae"] = bound
+        metrics["loss"] = objective.detach()
+        return Loss({"model": objective}, metrics), finite

@@ -1,0 +1,183 @@
+"""``vaekit.fit``: train any vaekit model on a user's own data, from Python.
+
+The front door for models with one's own encoder and decoder and for data that are not a
+recipe's: tensors, numpy arrays, ``(x, y)`` pairs, torch Datasets and DataLoaders. The options
+are the ``[train]`` settings of a recipe, checked the same way; the loop is the one ``Trainer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.build import recipe_of
+from vaekit.config import Config, DataConfig, ModelConfig, train_config
+from vaekit.data.base import Binarization, Dataset, Split
+from vaekit.data.sources import InMemory, LoaderStream, TrainingData
+from vaekit.data.user import as_source, first_batch, source_identity
+from vaekit.errors import ConfigError, DataError
+from vaekit.experiment import (
+    check_train_config,
+    config_sha256,
+    make_trainer,
+    prepare_run_dir,
+    recorded_config_sha256,
+    run_trainer,
+)
+from vaekit.figures import render_run_figures
+from vaekit.models.base import Autoencoder
+from vaekit.runs import write_run_config
+from vaekit.runtime import RunDir, choose_device, seed_everything, set_deterministic
+from vaekit.training.distributed import process_group
+
+BINARIZATIONS = ("none", "dynamic")
+# data.name in the config.json of a run trained on data passed from Python
+PYTHON_DATA = "python"
+
+
+def fit(
+    model: Autoencoder,
+    train: Any,
+    val: Any = None,
+    *,
+    out: str | Path | None = None,
+    in_memory: bool = True,
+    num_workers: int = 2,
+    binarize: Binarization = "none",
+    callbacks: Sequence[Callable[[dict[str, float]], object]] = (),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Autoencoder:
+    """Train ``model`` on ``train`` (validating on ``val`` each epoch, if given); returns it.
+
+    Args:
+        model: any vaekit model (``VAE``, ``AE``, ``AAE``) over the library's or your own
+            encoder, decoder and prior modules.
+        train, val: a Tensor or numpy array [N, *event_shape], a pair ``(x, y)``, a map-style
+            ``torch.utils.data.Dataset`` yielding x or ``(x, y)``, a ``DataLoader`` or an
+            ``IterableDataset``.
+        out: a run directory to write (weights, metrics, figures, resumable state), as
+            ``vaekit train`` does; None trains in memory only.
+        in_memory: hold Datasets and DataLoaders as one tensor (fastest). False streams a
+            map-style Dataset through ``num_workers`` DataLoader workers in the trainer's
+            order, and reads a DataLoader in its own: data larger than RAM never need to fit.
+        binarize: ``"dynamic"`` draws fresh binary pixels x ~ Bernoulli(x) every step (data in
+            [0, 1]).
+        callbacks: callables that receive each epoch's metrics dict (``epoch``,
+            ``train/...``, ``val/...``, ``lr``), e.g. to log to a tracker.
+        resume: continue the run in ``out`` exactly (same model, data and options).
+        overwrite: replace an existing run in ``out``.
+        progress: a progress bar per epoch (default: when stderr is a terminal).
+        log: receives one human-readable line per epoch (e.g. ``print``).
+        **options: the ``[train]`` settings of a recipe: ``epochs``, ``batch_size``, ``lr``,
+            ``schedule``, ``warmup_epochs``, ``precision``, ``compile``, ``accelerate``,
+            ``seed``, ``device``, ... (see the configuration reference). Unknown names and
+            ill-typed values raise ConfigError listing the valid ones.
+    """
+    train_cfg = train_config(options)
+    check_train_config(Config(train=train_cfg))
+    if binarize not in BINARIZATIONS:
+        raise ConfigError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
+    if (resume or overwrite) and out is None:
+        raise ConfigError("resume and overwrite need a run directory: pass out=...")
+    batch = train_cfg.batch_size
+    train_source = as_source(
+        train, in_memory=in_memory, batch_size=batch, num_workers=num_workers, what="train"
+    )
+    val_source = None
+    if val is not None:
+        given = as_source(
+            val, in_memory=in_memory, batch_size=batch, num_workers=num_workers, what="val"
+        )
+        if isinstance(given, LoaderStream):
+            raise DataError(
+                "val is scored in a fixed order: pass tensors, arrays or a map-style Dataset, "
+                "not a DataLoader or IterableDataset"
+            )
+        val_source = given
+    sample = first_batch(train_source)
+    event_shape = tuple(int(n) for n in sample.shape[1:])
+    if binarize == "dynamic" and not bool(((sample >= 0) & (sample <= 1)).all()):
+        raise DataError("binarize='dynamic' needs data in [0, 1]; rescale the data first")
+    data = TrainingData(train_source, val_source, event_shape, binarize)
+
+    set_deterministic(train_cfg.deterministic)
+    seed_everything(train_cfg.seed)
+    device = choose_device(train_cfg.device)
+    with process_group(device) as world:
+        device = world.device(device)
+        run = None if out is None else RunDir(Path(out))
+        if run is not None:
+            world.run_on_main(lambda: prepare_run_dir(run.path, resume=resume, overwrite=overwrite))
+        recipe = recipe_of(model)
+        python_class = None
+        if recipe is None:
+            python_class = f"{type(model).__module__}.{type(model).__qualname__}"
+        model_cfg = ModelConfig() if recipe is None else recipe[0]
+        config = Config("python", DataConfig(name=PYTHON_DATA), model_cfg, train_cfg)
+        config_hash = config_sha256(config)
+        if run is not None and resume:
+            config_hash = recorded_config_sha256(run)
+        trainer = make_trainer(
+            model,
+            data,
+            train_cfg,
+            run=run,
+            config_hash=config_hash,
+            device=device,
+            world=world,
+            progress=progress,
+            log=log,
+            callbacks=callbacks,
+        )
+
+        def write_config() -> None:
+            assert run is not None
+            write_run_config(run, config, event_shape, python_class=python_class)
+
+        facts = {"dataset": PYTHON_DATA, "dataset_identity": source_identity(train_source)}
+        run_trainer(
+            trainer,
+            run,
+            train_cfg,
+            resume=resume,
+            config_hash=config_hash,
+            facts=facts,
+            write_config=write_config,
+            argv=None,
+        )
+        if run is not None and len(event_shape) == 3:
+            figures = _figure_data(data, sample)
+            world.run_on_main(
+                lambda: render_run_figures(
+                    trainer.model, figures, run, trainer.history, seed=train_cfg.seed
+                )
+            )
+    return trainer.model
+
+
+def _figure_data(data: TrainingData, sample: torch.Tensor) -> Dataset:
+    """A small in-memory Dataset for the run's figures: the data where they are in memory (the
+    validation labels colour the latent map), else the first training batch."""
+    val, train = data.val, data.train
+    if isinstance(val, InMemory):
+        y = None if val.y is None else val.y[:5000]
+        figure_split = Split(val.x[:5000], y)
+    else:
+        figure_split = Split(sample)
+    train_split = Split(train.x[:5000]) if isinstance(train, InMemory) else Split(sample)
+    return Dataset(
+        name=PYTHON_DATA,
+        train=train_split,
+        val=figure_split,
+        test=figure_split,
+        value_range="unit",
+        binarize=data.binarize,
+        identity="",
+    )
