@@ -34,7 +34,7 @@ from vaekit import plots
 from vaekit.build import build_dataset
 from vaekit.config import load_config
 from vaekit.distributions import draw
-from vaekit.evaluation.evaluator import extractor_loader
+from vaekit.evaluate import extractor_loader
 from vaekit.evaluation.extractor import FeatureExtractor, describe
 from vaekit.evaluation.latent import mmd_permutation_test
 from vaekit.evaluation.sample_quality import feature_scores, sanity_references

@@ -245,7 +245,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaekit.evaluation import evaluate_run, format_table
+    from vaekit.evaluate import evaluate_run
+    from vaekit.evaluation import format_table
     from vaekit.runtime import configure_threads
 
     configure_threads(args.threads)

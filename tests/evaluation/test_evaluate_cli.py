@@ -116,9 +116,9 @@ def test_missing_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 def test_bfloat16x3_products_through_the_cli(  # type: ignore[no-untyped-def]
     vae_run: Path, tmp_path: Path, capsys, monkeypatch, amx: bool
 ) -> None:
-    from vaekit.evaluation import evaluator
+    from vaekit import evaluate
 
-    monkeypatch.setattr(evaluator, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(evaluate, "cpu_has_amx", lambda: amx)
     reports, logs = {}, {}
     for matmul in ("float32", "bfloat16x3"):
         out = tmp_path / f"{matmul}.json"

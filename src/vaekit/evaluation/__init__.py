@@ -1,13 +1,7 @@
 """Evaluation: likelihoods, latent-space metrics, sample quality; a registry and a runner."""
 
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
-from vaekit.evaluation.evaluator import (
-    METRICS,
-    evaluate_run,
-    extractor_loader,
-    format_table,
-    run_metrics,
-)
+from vaekit.evaluation.evaluator import METRICS, format_table, run_metrics
 from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, train_extractor
 from vaekit.evaluation.latent import (
     active_units,
@@ -44,8 +38,6 @@ __all__ = [
     "active_units",
     "compare_evaluations",
     "elbo_terms",
-    "evaluate_run",
-    "extractor_loader",
     "feature_scores",
     "fid",
     "format_table",
