@@ -13,7 +13,7 @@ The two trainer variants also do the trainer's other per-step work (schedules, g
 metric sums), so ``guard_ops_only`` times the guard's own tensor operations in isolation. They
 train with ``accelerate="off"`` by default (``--accelerate``): autograd gradients and
 ``Adam.step()``, as the unguarded loops; with ``"auto"`` the MLP VAEs take vaekit.accel's
-hand-derived gradients and fused Adam's kernel called directly, which changes more than the guard.
+hand-derived gradients, which changes more than the guard.
 Prints one JSON object: median milliseconds per step over ``--repeats`` timed blocks, and the
 overheads against ``unguarded``. Rerun with
 

@@ -3,15 +3,16 @@
 "direct": ``vaekit.accel.DirectELBO`` writes its hand-derived gradients in place (the trainer's
 path for this model with ``train.accelerate = "auto"``); "distributions": autograd through
 ``torch.distributions`` (the path of every other model, and of every model with
-``accelerate = "off"``), here with the trainer's other speed-ups kept (fused Adam's kernel
-called directly) so that only the gradient path differs. ``--with-dreg`` adds
+``accelerate = "off"``), here with the trainer's other speed-ups kept (subnormals flushed) so
+that only the gradient path differs. ``--with-dreg`` adds
 "direct, dreg": the direct path with ``model.gradient_estimator = "dreg"``; ``--with-bfloat16``
 adds "direct, bfloat16": the direct path with ``train.precision = "bfloat16"``;
 ``--with-compile`` adds a ", compiled" twin of every direct variant (``train.compile``, compiled
 during the warm-up steps).
 
 One process, interleaved blocks of 40 trainer steps so that the machine's drift hits every
-variant alike; prints the minimum and median ms/step of each variant as JSON.
+variant alike; prints the minimum and median ms/step of each variant as JSON (``--out FILE``
+also writes it there).
 
     python -m benchmarks.train_step --blocks 10
     python -m benchmarks.train_step --config configs/iwae-paper-vae.toml --particles 5 \
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument(
         "--with-compile", action="store_true", help='add "..., compiled" (train.compile)'
     )
+    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args()
     retained = accel.retain_freed_memory()  # as the CLI does
     if args.threads is not None:
@@ -125,7 +127,11 @@ def main() -> None:
         },
         "peak_rss_mib": peak_rss_mib(),
     }
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

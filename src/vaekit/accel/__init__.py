@@ -6,7 +6,6 @@ parts allow it, faster paths that compute the same numbers:
 
 - hand-derived ELBO / IWAE gradients for MLP VAEs with a Gaussian q and a Bernoulli p
   (``fused_elbo.py``; checked against autograd in float64);
-- fused Adam's kernel without ``Optimizer.step``'s Python (``adam_step.py``);
 - subnormals flushed to zero on every CPU thread while training (``cpu.py``);
 - a lean log p(x|z) for importance sampling, optionally with bfloat16x3 products
   (``log_px.py``, ``bfloat16x3.py``).
@@ -20,10 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from vaekit.accel.adam_step import fused_adam_step
 from vaekit.accel.compile import compiled_or_eager
 from vaekit.accel.cpu import flush_denormals, retain_freed_memory
 from vaekit.accel.fused_elbo import DirectELBO
@@ -46,7 +43,6 @@ __all__ = [
     "direct_gradients",
     "has_lean_path",
     "lean_log_px",
-    "optimizer_step",
     "retain_freed_memory",
     "training_context",
 ]
@@ -69,14 +65,6 @@ def direct_gradients(
     """
     check_mode(accelerate)
     return None if accelerate == "off" else DirectELBO.of(model, compile=compile)
-
-
-def optimizer_step(
-    optimizer: torch.optim.Optimizer, found_inf: Tensor | None, *, accelerate: str = "auto"
-) -> bool:
-    """Take fused Adam's step directly (``adam_step.py``) and return True, or return False
-    having done nothing: the caller then calls ``optimizer.step()``."""
-    return accelerate == "auto" and fused_adam_step(optimizer, found_inf)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ so particle i's decoder gradient is w_i (sigmoid(l_i) - x), ∂/∂z_i adds w_i 
 direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q).
 
 ``DirectELBO`` skips autograd altogether and writes the gradients into the parameters' ``.grad``
-in place, views of one flat buffer; the trainer takes this path through ``vaekit.accel`` when
+in place; the trainer takes this path through ``vaekit.accel`` when
 acceleration is on (``train.accelerate = "auto"``). benchmarks/train_step.py times it against
 autograd through the distributions.
 
@@ -204,29 +204,16 @@ def _compiled_values_and_grads() -> Callable[..., Any]:
 
 
 def _grad_buffers(params: list[Tensor]) -> list[Tensor]:
-    """The parameters' ``.grad`` where all can be written with ``out=``; otherwise new ones.
-
-    New gradients are views of one flat buffer, so that where the trainer tests them itself
-    (distributed, after their all-reduce) one sum over it does (``guard.grads_finite``); in one
-    process it takes the test ``_values_and_grads`` made as it wrote them.
-    """
-    grads = [p.grad for p in params]
-    usable = [
-        g
-        for p, g in zip(params, grads, strict=True)
-        if g is not None and g.dtype == p.dtype and g.device == p.device and g.is_contiguous()
-    ]
-    if len(usable) == len(params):
-        return usable
-    first = params[0]
-    if any(p.dtype != first.dtype or p.device != first.device for p in params):
-        for p in params:
-            p.grad = torch.empty_like(p, memory_format=torch.contiguous_format)
-    else:
-        flat = torch.empty(sum(p.numel() for p in params), dtype=first.dtype, device=first.device)
-        for p, view in zip(params, flat.split([p.numel() for p in params]), strict=True):
-            p.grad = view.view_as(p)
-    return [p.grad for p in params if p.grad is not None]
+    """The parameters' ``.grad``, each replaced by a new contiguous tensor where it cannot be
+    written with ``out=`` (missing, another dtype or device, not contiguous). A training loop
+    that calls this every step allocates no gradient memory after the first."""
+    grads = []
+    for p in params:
+        g = p.grad
+        if g is None or g.dtype != p.dtype or g.device != p.device or not g.is_contiguous():
+            p.grad = g = torch.empty_like(p, memory_format=torch.contiguous_format)
+        grads.append(g)
+    return grads
 
 
 def _activate(h: Tensor, layer: Layer) -> Tensor:

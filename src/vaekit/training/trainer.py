@@ -77,8 +77,8 @@ class Trainer:
     model.
 
     ``accelerate="auto"`` takes the faster paths of ``vaekit.accel`` where the model allows
-    them (hand-derived gradients for MLP VAEs with a Gaussian q and a Bernoulli p, fused Adam's
-    kernel called directly); ``"off"`` trains through ``model.loss`` and autograd only.
+    them (hand-derived gradients for MLP VAEs with a Gaussian q and a Bernoulli p, subnormals
+    flushed on the CPU); ``"off"`` trains through ``model.loss`` and autograd only.
     ``gradient_path`` says which ran. ``compile=True`` runs the hand-derived gradients, or else
     the model's encoder and decoder, through ``torch.compile`` while ``fit`` runs: seconds to
     compile once per batch shape, then faster steps on long runs.
@@ -325,13 +325,9 @@ class Trainer:
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = lr
-            # fused Adam skips the update where found_inf is 1
-            taken = self.masked_step and accel.optimizer_step(
-                opt, found_inf, accelerate=self.accelerate
-            )
-            if not taken:
-                opt.found_inf = found_inf if self.masked_step else None  # type: ignore[attr-defined]
-                opt.step()
+            # fused Adam skips the update where found_inf is 1 (torch.amp.GradScaler's protocol)
+            opt.found_inf = found_inf if self.masked_step else None  # type: ignore[attr-defined]
+            opt.step()
         if self.average is not None:
             self.average.update()
         self.epoch_sums.add(loss.metrics, finite, count)
