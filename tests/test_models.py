@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from functools import partial
 
 import pytest
 import torch
-from torch.distributions import Independent, Normal, kl_divergence
+from torch import nn
+from torch.distributions import Cauchy, Distribution, Independent, Laplace, Normal, kl_divergence
 
 from vaekit.build import build_model
 from vaekit.config import ModelConfig
-from vaekit.distributions import draw
+from vaekit.distributions import BernoulliLikelihood, draw
 from vaekit.errors import ConfigError
-from vaekit.models import MODELS
+from vaekit.models import MODELS, VAE, NetworkDecoder
+from vaekit.nn import MLPDecoderNet
 from vaekit.weights import load_weights, save_weights
 
 SHAPES = {"mlp": (1, 8, 8), "conv": (3, 32, 32)}
@@ -25,12 +28,48 @@ def small_config(kind: str, network: str, **overrides: object) -> ModelConfig:
     return dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("network", ["mlp", "conv"])
-@pytest.mark.parametrize("kind", sorted(MODELS))
-def test_contract_finite_loss_gradients_and_roundtrip(kind: str, network: str, tmp_path) -> None:
+class LaplaceEncoder(nn.Module):
+    """A user's encoder with a non-Gaussian posterior: q(z|x) = Laplace(loc(x), scale(x))."""
+
+    def __init__(self, shape: tuple[int, ...], latent_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 2 * latent_dim))
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        loc, log_scale = self.net(x).chunk(2, dim=-1)
+        return Independent(Laplace(loc, log_scale.exp()), 1)
+
+
+class CauchyPrior(nn.Module):
+    """A user's prior that torch has no closed-form KL for from a Laplace: the KL is Monte Carlo."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(latent_dim))
+
+    def forward(self) -> Distribution:
+        return Independent(Cauchy(self.loc, torch.ones_like(self.loc)), 1)
+
+
+def user_model(shape: tuple[int, ...]) -> VAE:
+    decoder = NetworkDecoder(MLPDecoderNet(3, shape, [16], "tanh"), BernoulliLikelihood())
+    return VAE(LaplaceEncoder(shape, 3), decoder, CauchyPrior(3))
+
+
+CASES = {
+    **{
+        f"{kind}-{network}": (partial(build_model, small_config(kind, network)), SHAPES[network])
+        for kind, network in itertools.product(sorted(MODELS), ("mlp", "conv"))
+    },
+    "user-laplace-cauchy": (user_model, SHAPES["mlp"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_contract_finite_loss_gradients_and_roundtrip(case: str, tmp_path) -> None:
+    make, shape = CASES[case]
     torch.manual_seed(0)
-    shape = SHAPES[network]
-    model = build_model(small_config(kind, network), shape)
+    model = make(shape)
     x = torch.rand(5, *shape)
     loss = model.loss(x, generator=torch.Generator().manual_seed(1))
     assert set(loss.objectives) == set(model.parameter_groups())
@@ -40,14 +79,32 @@ def test_contract_finite_loss_gradients_and_roundtrip(kind: str, network: str, t
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert all(torch.isfinite(v) for v in loss.metrics.values())
+    assert model.latent_dim == 3
 
     save_weights(tmp_path / "m.safetensors", model)
-    clone = build_model(small_config(kind, network), shape)
+    clone = make(shape)
     load_weights(tmp_path / "m.safetensors", clone)
     model.eval(), clone.eval()
     assert torch.equal(model.reconstruct(x), clone.reconstruct(x))
     z = torch.randn(4, 3)
     assert torch.equal(model.decode_mean(z), clone.decode_mean(z))
+
+
+def test_a_pair_torch_has_no_kl_for_takes_the_monte_carlo_estimate() -> None:
+    torch.manual_seed(0)
+    model = user_model(SHAPES["mlp"])
+    q = model.encoder(torch.rand(4, *SHAPES["mlp"]))
+    with pytest.raises(NotImplementedError):
+        kl_divergence(q, model.prior())
+    z = draw(q, generator=torch.Generator().manual_seed(0))  # a Laplace: seeded global RNG
+    again = draw(q, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(z, again)
+    torch.testing.assert_close(model.kl(q, z), q.log_prob(z) - model.prior().log_prob(z))
+    many = draw(q, (100_000,), generator=torch.Generator().manual_seed(1))
+    exact_entropy = q.entropy()  # the MC KL averages to -H(q) - E_q log p(z)
+    estimate = (q.log_prob(many) - model.prior().log_prob(many)).mean(0)
+    cross = -model.prior().log_prob(many).mean(0)
+    torch.testing.assert_close(estimate, cross - exact_entropy, atol=0.05, rtol=0)
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-learned"])

@@ -14,6 +14,7 @@ from torch import nn
 from vaekit.config import DataConfig, ModelConfig
 from vaekit.data import DATASETS, default_data_root, load_dataset
 from vaekit.data.base import Dataset, SourceOptions
+from vaekit.data.user import PYTHON_DATA
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import (
@@ -39,6 +40,11 @@ def lookup(registry: Mapping[str, Any], name: str, what: str) -> Any:
 
 def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load the configured dataset (validation carved with ``seed``)."""
+    if cfg.name == PYTHON_DATA:
+        raise DataError(
+            "this run was trained on data passed from Python (vaekit.fit), which the command "
+            "line cannot load; score it in Python, e.g. vaekit.evaluation.log_likelihood(model, x)"
+        )
     lookup(DATASETS, cfg.name, "dataset")
     options = SourceOptions(
         root=Path(cfg.root) if cfg.root else default_data_root(),

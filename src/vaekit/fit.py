@@ -17,7 +17,7 @@ from vaekit.build import recipe_of
 from vaekit.config import Config, DataConfig, ModelConfig, train_config
 from vaekit.data.base import Binarization, Dataset, Split
 from vaekit.data.sources import InMemory, LoaderStream, TrainingData
-from vaekit.data.user import as_source, first_batch, source_identity
+from vaekit.data.user import PYTHON_DATA, as_source, first_batch, source_identity
 from vaekit.errors import ConfigError, DataError
 from vaekit.experiment import (
     check_train_config,
@@ -30,12 +30,16 @@ from vaekit.experiment import (
 from vaekit.figures import render_run_figures
 from vaekit.models.base import Autoencoder
 from vaekit.runs import write_run_config
-from vaekit.runtime import RunDir, choose_device, seed_everything, set_deterministic
+from vaekit.runtime import (
+    RunDir,
+    choose_device,
+    configure_threads,
+    seed_everything,
+    set_deterministic,
+)
 from vaekit.training.distributed import process_group
 
 BINARIZATIONS = ("none", "dynamic")
-# data.name in the config.json of a run trained on data passed from Python
-PYTHON_DATA = "python"
 
 
 def fit(
@@ -45,7 +49,7 @@ def fit(
     *,
     out: str | Path | None = None,
     in_memory: bool = True,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     binarize: Binarization = "none",
     callbacks: Sequence[Callable[[dict[str, float]], object]] = (),
     resume: bool = False,
@@ -67,6 +71,7 @@ def fit(
         in_memory: hold Datasets and DataLoaders as one tensor (fastest). False streams a
             map-style Dataset through ``num_workers`` DataLoader workers in the trainer's
             order, and reads a DataLoader in its own: data larger than RAM never need to fit.
+            ``num_workers=None`` uses the cores beyond two, at most 4 (none on 2 cores).
         binarize: ``"dynamic"`` draws fresh binary pixels x ~ Bernoulli(x) every step (data in
             [0, 1]).
         callbacks: callables that receive each epoch's metrics dict (``epoch``,
@@ -109,6 +114,7 @@ def fit(
 
     set_deterministic(train_cfg.deterministic)
     seed_everything(train_cfg.seed)
+    configure_threads(train_cfg.num_threads)  # None leaves torch's setting alone
     device = choose_device(train_cfg.device)
     with process_group(device) as world:
         device = world.device(device)

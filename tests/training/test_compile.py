@@ -128,3 +128,49 @@ def test_train_compile_through_the_cli(tmp_path: Path) -> None:
     sets = ["--set", "train.compile=true", "--set", "train.epochs=1", "--set", "model.kind=ae"]
     assert main(["train", "--config", tiny, "--out", str(out), "--quiet", *sets]) == 0
     assert json.loads((out / "provenance.json").read_text())["gradients"] == "autograd"
+
+
+def test_compile_applies_to_models_trained_through_autograd() -> None:
+    """A Gaussian-likelihood VAE (no hand-derived gradients): its encoder and decoder run
+    compiled while fit runs, with the eager losses, and are plain modules again afterwards."""
+    import vaekit
+
+    cfg = ModelConfig(latent_dim=2, hidden=(16,), likelihood="gaussian")
+    x = torch.rand(40, *SHAPE, generator=torch.Generator().manual_seed(0))
+    histories = {}
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = build_model(cfg, SHAPE)
+        rows: list[dict[str, float]] = []
+        options = {"epochs": 1, "batch_size": 20, "warmup_epochs": 0.0, "compile": compile}
+        vaekit.fit(model, x, callbacks=[rows.append], **options)
+        histories[compile] = rows
+        assert "forward" not in vars(model.encoder) and "forward" not in vars(model.decoder)
+    eager, compiled = histories[False], histories[True]
+    assert compiled[0]["train/loss"] == pytest.approx(eager[0]["train/loss"], rel=1e-4)
+
+
+def test_compiled_parts_fall_back_to_eager_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vaekit import accel
+    from vaekit.accel import compile as compile_module
+
+    def broken(fn, **_: object):  # type: ignore[no-untyped-def]
+        def fail(*args: object) -> object:
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(compile_module.torch, "compile", broken)
+    model = build_model(ModelConfig(latent_dim=2, hidden=(8,)), SHAPE)
+    x = torch.rand(3, *SHAPE)
+    expected = model.reconstruct(x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with accel.compiled_parts(model):
+            torch.testing.assert_close(model.reconstruct(x), expected)
+            torch.testing.assert_close(model.reconstruct(x), expected)
+    messages = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+    assert len(messages) == 2  # once per part (encoder, decoder), not once per call
+    assert "forward" not in vars(model.encoder)

@@ -9,6 +9,7 @@ takes the batches of a user's ``DataLoader`` or ``IterableDataset`` in their own
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -80,11 +81,21 @@ class InMemory(IndexedSource):
             yield torch.index_select(x, 0, index.to(device))
 
 
+def default_workers() -> int:
+    """DataLoader workers when none are asked for: the cores beyond the two that the training
+    step's threads use, at most 4 (0 on a 2-core machine, where worker processes would take
+    the cores from the step: benchmarks/streamed_data.py)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 2))
+
+
 class Streamed(IndexedSource):
     """A map-style torch ``Dataset`` whose items are x or (x, y), read by ``num_workers``
-    DataLoader workers in the trainer's index order; nothing is materialised."""
+    DataLoader workers (None: ``default_workers()``; 0 reads in the training process) in the
+    trainer's index order; nothing is materialised."""
 
-    def __init__(self, dataset: TorchDataset[Any], *, num_workers: int = 2):
+    def __init__(self, dataset: TorchDataset[Any], *, num_workers: int | None = None):
+        if num_workers is None:
+            num_workers = default_workers()
         if num_workers < 0:
             raise ValueError(f"num_workers must be non-negative, got {num_workers}")
         self.dataset, self.num_workers = dataset, num_workers

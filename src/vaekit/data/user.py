@@ -33,8 +33,14 @@ from vaekit.data.sources import (
     as_item,
     batch_inputs,
     collate_inputs,
+    default_workers,
 )
 from vaekit.errors import DataError
+
+# Rows checked for NaN at a time: a whole-tensor check would hold a mask as large as the data.
+CHECK_ROWS = 4096
+# data.name in the config.json of a run trained on data passed from Python (``vaekit.fit``)
+PYTHON_DATA = "python"
 
 
 def _as_float(x: Any, what: str) -> Tensor:
@@ -63,7 +69,7 @@ def _in_memory(x: Any, y: Any, what: str) -> InMemory:
     x = _as_float(x, what)
     if x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"{what} must be [N, *event_shape] with N >= 1, got {list(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
+    if not all(bool(torch.isfinite(rows).all()) for rows in x.split(CHECK_ROWS)):
         raise DataError(f"{what} holds NaN or infinite values; clean or impute them first")
     return InMemory(x, None if y is None else _labels(y, x.shape[0], what))
 
@@ -85,7 +91,12 @@ def _materialise(items: Any, what: str) -> InMemory:
 
 
 def as_source(
-    data: Any, *, in_memory: bool = True, batch_size: int = 64, num_workers: int = 2, what: str
+    data: Any,
+    *,
+    in_memory: bool = True,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    what: str,
 ) -> Source:
     """The training source for ``data`` (see the module docstring); ``what`` names it in
     errors ("train", "val"). ``batch_size`` and ``num_workers`` make the DataLoader of an
@@ -99,9 +110,8 @@ def as_source(
             return _materialise(data, what)
         return LoaderStream(data)
     if isinstance(data, IterableDataset):
-        return LoaderStream(
-            DataLoader(data, batch_size=batch_size, num_workers=num_workers, collate_fn=None)
-        )
+        workers = default_workers() if num_workers is None else num_workers
+        return LoaderStream(DataLoader(data, batch_size=batch_size, num_workers=workers))
     if isinstance(data, TorchDataset):
         try:
             len(data)  # type: ignore[arg-type]
