@@ -17,7 +17,7 @@ import torch
 
 from vaekit import accel, plots
 from vaekit.build import build_dataset, lookup
-from vaekit.config import load_config
+from vaekit.config import config_from_dict, config_to_dict, load_config
 from vaekit.errors import VaekitError
 from vaekit.runs import Run, load_run
 from vaekit.runtime import choose_device, new_run_path
@@ -51,9 +51,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     main_process = env_world().is_main  # under torchrun, rank 0 alone prints
 
     if args.resume:
-        if args.config or args.set:
-            raise VaekitError("--resume continues a run with its saved config; drop --config/--set")
+        extension = [item for item in args.set if item.partition("=")[0].strip() == "train.epochs"]
+        if args.config or len(extension) != len(args.set):
+            raise VaekitError(
+                "--resume continues a run with its saved config; drop --config and every --set "
+                "but --set train.epochs=N, which extends the run to N epochs"
+            )
         config, _ = read_run_config(args.resume)
+        if extension:
+            config = config_from_dict(config_to_dict(config), extension)
         out = Path(args.resume)
     else:
         config = load_config(args.config, args.set)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -173,10 +174,95 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _positive(v: float) -> bool:
+    return v > 0 and math.isfinite(v)
+
+
+def _non_negative(v: float) -> bool:
+    return v >= 0 and math.isfinite(v)
+
+
+def _at_least(low: int) -> Callable[[int], bool]:
+    return lambda v: v >= low
+
+
+def _unit_open(v: float) -> bool:
+    return 0 < v < 1
+
+
+# What each numeric setting allows, checked before anything is created: (test, description).
+# A None value (where the type allows it) is always allowed; a tuple's items are each checked.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.image_size": (_at_least(1), "a positive number of pixels"),
+    "data.channels": (lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
+    "data.val_size": (
+        lambda v: v == 0 or 0 < v < 1 or (v >= 1 and float(v).is_integer()),
+        "0, a fraction in (0, 1) or a whole number of points",
+    ),
+    "data.limit": (_at_least(2), "at least 2 points"),
+    "model.latent_dim": (_at_least(1), "at least 1"),
+    "model.hidden": (_at_least(1), "layer widths of at least 1"),
+    "model.conv_channels": (_at_least(1), "at least 1"),
+    "model.sigma": (_positive, "positive"),
+    "model.min_scale": (_positive, "positive"),
+    "model.beta": (_non_negative, "non-negative"),
+    "model.num_particles": (_at_least(1), "at least 1"),
+    "model.corruption_level": (_non_negative, "non-negative"),
+    "model.adversarial_weight": (_non_negative, "non-negative"),
+    "model.discriminator_hidden": (_at_least(1), "layer widths of at least 1"),
+    "train.epochs": (_at_least(1), "at least 1"),
+    "train.batch_size": (_at_least(1), "at least 1"),
+    "train.lr": (_positive, "positive"),
+    "train.adam_betas": (lambda v: 0 <= v < 1, "two numbers in [0, 1)"),
+    "train.weight_decay": (_non_negative, "non-negative"),
+    "train.adam_eps": (_positive, "positive"),
+    "train.min_lr": (_non_negative, "non-negative"),
+    "train.warmup_epochs": (_non_negative, "non-negative"),
+    "train.grad_clip": (_positive, "positive, or none"),
+    "train.ema_decay": (_unit_open, "strictly between 0 and 1 (e.g. 0.999), or none"),
+    "train.eval_batch_size": (_at_least(1), "at least 1"),
+    "train.seed": (_at_least(0), "a non-negative integer"),
+    "train.num_threads": (_at_least(1), "at least 1, or none"),
+    "train.checkpoint_every_steps": (_at_least(1), "at least 1, or none"),
+    "train.max_bad_steps": (_at_least(1), "at least 1"),
+    "train.max_rollbacks": (_at_least(0), "non-negative"),
+}
+# Settings that must not be empty lists
+NON_EMPTY = ("model.hidden",)
+PROBABILITY_CORRUPTIONS = ("salt-and-pepper", "masking")
+
+
+def check_ranges(config: Config) -> None:
+    """Raise ConfigError, naming the key, its value and what it allows, for the first setting
+    out of its range (``RANGES``)."""
+    tree = config_to_dict(config)
+    for key, (test, allowed) in RANGES.items():
+        section, name = key.split(".")
+        value = tree[section][name]
+        if value is None:
+            continue
+        if key in NON_EMPTY and not value:
+            raise ConfigError(f"{key} must not be empty; give {allowed}, e.g. [256, 128]")
+        items = value if isinstance(value, list) else [value]
+        if not all(test(item) for item in items):
+            raise ConfigError(f"{key} = {_show(value)} is out of range: it must be {allowed}")
+    model = config.model
+    if model.corruption in PROBABILITY_CORRUPTIONS and not model.corruption_level <= 1:
+        raise ConfigError(
+            f"model.corruption_level = {model.corruption_level} is a probability for "
+            f"{model.corruption!r} corruption: it must lie in [0, 1]"
+        )
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value).replace("NaN", "nan").replace("Infinity", "inf")
+
+
 def train_config(options: dict[str, Any]) -> TrainConfig:
-    """A validated TrainConfig from keyword settings (``vaekit.fit``'s options); unknown names
-    and ill-typed values raise ConfigError listing the valid ones."""
+    """A validated TrainConfig from keyword settings (``vaekit.fit``'s options); unknown names,
+    ill-typed values and values out of range raise ConfigError saying what is allowed."""
     config: TrainConfig = _build(TrainConfig, dict(options), "train.")
+    check_ranges(Config(train=config))
     return config
 
 
@@ -210,6 +296,7 @@ def config_from_dict(tree: dict[str, Any], overrides: Sequence[str] = ()) -> Con
     for override in overrides:
         _apply_override(tree, override)
     config: Config = _build(Config, tree, "")
+    check_ranges(config)
     return config
 
 

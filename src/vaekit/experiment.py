@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from vaekit.build import build_dataset, build_model, check_data_fits
-from vaekit.config import Config, TrainConfig, config_to_dict
+from vaekit.config import Config, TrainConfig, check_ranges, config_to_dict
 from vaekit.data.base import Dataset
 from vaekit.data.sources import TrainingData
 from vaekit.errors import CheckpointError, ConfigError
@@ -47,14 +48,19 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
         remove_stale_temporaries(path)  # left by a writer killed mid-checkpoint
         return run
     if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise CheckpointError(
-                f"run directory {str(path)!r} already exists; pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --out"
-            )
+        check_new_run_dir(path, overwrite=overwrite)
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
+    """Refuse a new run in a non-empty directory unless ``overwrite`` (nothing is touched)."""
+    if not overwrite and path.exists() and any(path.iterdir()):
+        raise CheckpointError(
+            f"run directory {str(path)!r} already exists; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
 
 
 def read_metrics(run: RunDir) -> list[dict[str, float]]:
@@ -113,22 +119,6 @@ def recorded_config_sha256(run: RunDir) -> str:
     return config_sha256(meta["config"])
 
 
-def check_train_config(config: Config) -> None:
-    """Refuse run-time settings the trainer cannot honour, before any file is written."""
-    train_cfg = config.train
-    every = train_cfg.checkpoint_every_steps
-    if every is not None and every < 1:
-        raise ConfigError(f"train.checkpoint_every_steps must be at least 1, got {every}")
-    if train_cfg.max_bad_steps < 1 or train_cfg.max_rollbacks < 0:
-        raise ConfigError("train.max_bad_steps must be at least 1 and train.max_rollbacks >= 0")
-    decay = train_cfg.ema_decay
-    if decay is not None and not 0.0 < decay < 1.0:
-        raise ConfigError(
-            f"train.ema_decay must lie strictly between 0 and 1 (e.g. 0.999), got {decay}; "
-            'set it to "none" to train without weight averaging'
-        )
-
-
 def train(
     config: Config,
     out: str | Path,
@@ -142,9 +132,15 @@ def train(
     """Train ``config`` into the run directory ``out``; ``resume=True`` continues it exactly.
 
     Under torchrun (or in an initialised process group) every process calls this with the same
-    arguments; rank 0 alone writes the run directory (see docs/distributed.md).
+    arguments; rank 0 alone writes the run directory (see docs/distributed.md). To train a
+    model object of your own on your own data, use ``vaekit.fit``.
     """
-    check_train_config(config)
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"vaekit.train runs a recipe and takes a Config (vaekit.load_config(path)), got "
+            f"{type(config).__name__}; to train a model object use vaekit.fit(model, data, ...)"
+        )
+    check_ranges(config)  # a Config made in Python has not been through load_config
     device = choose_device(config.train.device)
     with process_group(device) as world:
         device = world.device(device)
@@ -174,21 +170,30 @@ def _train(
     argv: list[str] | None,
 ) -> Run:
     out = world.broadcast_object(out)  # default names carry a time stamp: use rank 0's
-    world.run_on_main(lambda: prepare_run_dir(out, resume=resume, overwrite=overwrite))
+    if resume:
+        world.run_on_main(lambda: prepare_run_dir(out, resume=True, overwrite=False))
+    else:  # created once the data and the model are built: an error leaves no directory
+        world.run_on_main(lambda: check_new_run_dir(out, overwrite=overwrite))
     run = RunDir(out)
+    extended = False
     if resume:
         saved, _ = read_run_config(run.path)
-        if config_to_dict(saved) != config_to_dict(config):
+        same_length = replace(saved, train=replace(saved.train, epochs=config.train.epochs))
+        if config_to_dict(same_length) != config_to_dict(config):
             raise CheckpointError(
                 f"the config differs from the one {str(run.path)!r} was trained with; resume "
-                "with the saved config (drop --config/--set) or start a new run"
+                "with the saved config (drop --config/--set; only train.epochs may change) or "
+                "start a new run"
             )
+        extended = saved.train.epochs != config.train.epochs
     train_cfg = config.train
     set_deterministic(train_cfg.deterministic)
     seed_everything(train_cfg.seed)
     dataset = build_dataset(config.data, train_cfg.seed)
     check_data_fits(dataset, config.model)
     model = build_model(config.model, dataset.event_shape)
+    if not resume:
+        world.run_on_main(lambda: prepare_run_dir(out, resume=False, overwrite=overwrite))
     num_params = sum(p.numel() for p in model.parameters())
     # ~6 FLOPs per parameter per datapoint (forward + backward) for dense layers.
     configure_threads(train_cfg.num_threads, step_flops=6.0 * num_params * train_cfg.batch_size)
@@ -200,7 +205,14 @@ def _train(
             "train.precision = float32 here)"
         )
 
-    config_hash = recorded_config_sha256(run) if resume else config_sha256(config)
+    state_hash = recorded_config_sha256(run) if resume else config_sha256(config)
+    config_hash = config_sha256(config) if extended else state_hash
+    if extended and log is not None and world.is_main and config.train.schedule != "constant":
+        log(
+            f"note: train.schedule = {config.train.schedule} spans the run's total steps, which "
+            f"train.epochs = {config.train.epochs} changes: from here on the learning rate "
+            "follows the schedule of the longer run"
+        )
     trainer = make_trainer(
         model,
         dataset,
@@ -218,10 +230,11 @@ def _train(
         run,
         train_cfg,
         resume=resume,
-        config_hash=config_hash,
+        config_hash=state_hash,
         facts=facts,
         write_config=lambda: write_run_config(run, config, dataset.event_shape),
         argv=argv,
+        extend=extended,
     )
     world.run_on_main(
         lambda: render_run_figures(
@@ -299,9 +312,12 @@ def run_trainer(
     facts: dict[str, Any],
     write_config: Callable[[], None],
     argv: list[str] | None,
+    extend: bool = False,
 ) -> None:
     """Start ``run`` (config.json via ``write_config``, provenance with ``facts``) or resume it
-    from its training state, train to the end and leave the final model in the run."""
+    from its training state (written under ``config_hash``), train to the end and leave the
+    final model in the run. ``extend``: the resumed run trains to ``train_cfg.epochs`` instead
+    of its recorded length, and its config.json is rewritten to say so."""
     world = trainer.world
     if run is not None and resume:
         state = load_training_state(run.training_state)
@@ -321,7 +337,17 @@ def run_trainer(
                 "needs the same data"
             )
         trainer.load_state_dict(state)
+        done = trainer.cursor.epoch
+        if extend and train_cfg.epochs < done:
+            raise CheckpointError(
+                f"{str(run.path)!r} has trained {done} epochs; train.epochs = "
+                f"{train_cfg.epochs} cannot shorten it (set at least {done})"
+            )
+        if extend:
+            world.run_on_main(write_config)
         resumed = {"argv": provenance(argv)["argv"], "step": trainer.cursor.step}
+        if extend:
+            resumed["epochs"] = train_cfg.epochs
         info["resumes"] = [*info.get("resumes", []), {**resumed, "time": _now()}]
         world.run_on_main(lambda: write_json(run.provenance, info))
     elif run is not None:
@@ -336,7 +362,9 @@ def run_trainer(
     trainer.fit()
     if trainer.average is not None:
         trainer.average.copy_to_params()  # the trained model is the weight average
-    if run is not None and (not trainer.history or trainer.cursor.epoch == 0):
+    # A resume rewrites the final weights too: a finished run whose model.safetensors was
+    # damaged is repaired from its training state by resuming it (same weights, same bytes).
+    if run is not None and (resume or not trainer.history or trainer.cursor.epoch == 0):
         world.run_on_main(lambda: save_model(run, trainer.model))
 
 

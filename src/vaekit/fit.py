@@ -14,13 +14,12 @@ from typing import Any
 import torch
 
 from vaekit.build import recipe_of
-from vaekit.config import Config, DataConfig, ModelConfig, train_config
+from vaekit.config import Config, DataConfig, ModelConfig, config_to_dict, train_config
 from vaekit.data.base import Binarization, Dataset, Split
 from vaekit.data.sources import InMemory, LoaderStream, TrainingData
 from vaekit.data.user import PYTHON_DATA, as_source, first_batch, source_identity
-from vaekit.errors import ConfigError, DataError
+from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.experiment import (
-    check_train_config,
     config_sha256,
     make_trainer,
     prepare_run_dir,
@@ -29,7 +28,7 @@ from vaekit.experiment import (
 )
 from vaekit.figures import render_run_figures
 from vaekit.models.base import Autoencoder
-from vaekit.runs import write_run_config
+from vaekit.runs import read_run_config, write_run_config
 from vaekit.runtime import (
     RunDir,
     choose_device,
@@ -86,7 +85,6 @@ def fit(
             ill-typed values raise ConfigError listing the valid ones.
     """
     train_cfg = train_config(options)
-    check_train_config(Config(train=train_cfg))
     if binarize not in BINARIZATIONS:
         raise ConfigError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
     if (resume or overwrite) and out is None:
@@ -129,6 +127,7 @@ def fit(
         config = Config("python", DataConfig(name=PYTHON_DATA), model_cfg, train_cfg)
         config_hash = config_sha256(config)
         if run is not None and resume:
+            _check_same_settings(run, config)
             config_hash = recorded_config_sha256(run)
         trainer = make_trainer(
             model,
@@ -166,6 +165,21 @@ def fit(
                 )
             )
     return trainer.model
+
+
+def _check_same_settings(run: RunDir, config: Config) -> None:
+    """Refuse to resume ``run`` with other options or another model config than it started
+    with, naming the first difference."""
+    saved, _ = read_run_config(run.path)
+    old, new = config_to_dict(saved), config_to_dict(config)
+    for section in ("model", "train"):
+        for key in new[section]:
+            if old[section].get(key) != new[section][key]:
+                raise CheckpointError(
+                    f"{section}.{key} is {new[section][key]!r} here but the run in "
+                    f"{str(run.path)!r} was started with {old[section].get(key)!r}; resume with "
+                    "the same options, or start a new run"
+                )
 
 
 def _figure_data(data: TrainingData, sample: torch.Tensor) -> Dataset:

@@ -176,6 +176,9 @@ def test_fit_resumes_an_interrupted_run_exactly(images: torch.Tensor, tmp_path: 
     assert metrics[0] == metrics[1]
     with pytest.raises(vaekit.VaekitError, match="data differ"):
         vaekit.fit(user_model(), images[:90], out=tmp_path / "part", resume=True, **OPTIONS)
+    with pytest.raises(vaekit.VaekitError, match=r"train.lr is 0.5 here .* started with 0.01"):
+        options = {**OPTIONS, "lr": 0.5}
+        vaekit.fit(user_model(), images[:100], out=tmp_path / "part", resume=True, **options)
 
 
 @pytest.mark.parametrize(
@@ -241,3 +244,9 @@ class _EpochOrder(Sampler[list[int]]):
         self.epoch += 1
         for start in range(0, self.n, self.batch_size):
             yield order[start : start + self.batch_size]
+
+
+def test_train_given_a_model_points_to_fit(tmp_path: Path) -> None:
+    with pytest.raises(vaekit.VaekitError, match=r"vaekit.fit\(model, data"):
+        vaekit.train(user_model(), out=tmp_path / "run")  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ import torch
 from reliability_helpers import tiny_config
 
 import vaekit.experiment
+import vaekit.runs
 from vaekit.build import build_dataset, build_model
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
@@ -121,3 +122,35 @@ def test_the_control_resumes(run: Path, no_figures: None) -> None:
     resumed = vaekit.experiment.train(tiny_config("train.epochs=1"), run, resume=True)
     assert resumed.config == tiny_config("train.epochs=1")
     assert len(json.loads((run / "provenance.json").read_text())["resumes"]) == 1
+
+
+def test_resume_extends_a_finished_run_bitwise_with_a_constant_schedule(tmp_path: Path) -> None:
+    """--resume --set train.epochs=N continues a finished run to N epochs, as if it had been
+    started for N (the schedule is constant: it does not depend on the total)."""
+    common = ["--config", str(Path(__file__).parents[2] / "configs" / "tiny.toml"), "--quiet"]
+    constant = ["--set", "train.schedule='constant'", "--set", "train.warmup_epochs=0"]
+    full, short = tmp_path / "full", tmp_path / "short"
+    assert main(["train", *common, *constant, "--set", "train.epochs=3", "--out", str(full)]) == 0
+    assert main(["train", *common, *constant, "--set", "train.epochs=2", "--out", str(short)]) == 0
+    assert main(["train", "--resume", str(short), "--set", "train.epochs=3", "--quiet"]) == 0
+    for name in ("model.safetensors", "metrics.jsonl"):
+        assert (full / name).read_bytes() == (short / name).read_bytes(), name
+    saved = json.loads((short / "config.json").read_text())["config"]["train"]
+    assert saved["epochs"] == 3
+    resumes = json.loads((short / "provenance.json").read_text())["resumes"]
+    assert resumes[-1]["epochs"] == 3
+    # shortening, and any other setting with --resume, are refused in one line
+    assert main(["train", "--resume", str(short), "--set", "train.epochs=1", "--quiet"]) == 2
+    assert main(["train", "--resume", str(short), "--set", "train.lr=0.5", "--quiet"]) == 2
+
+
+def test_resume_repairs_a_finished_runs_corrupt_model_file(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
+    assert main(["train", "--config", config, "--out", str(run), "--quiet"]) == 0
+    intact = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(intact[: len(intact) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        vaekit.runs.load(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert (run / "model.safetensors").read_bytes() == intact

@@ -128,5 +128,6 @@ def test_an_out_of_range_decay_is_one_clear_error(
     argv = ["train", "--config", str(TINY), "--out", str(out), "--quiet"]
     assert main([*argv, "--set", f"train.ema_decay={value}"]) == 2
     err = capsys.readouterr().err
-    assert "train.ema_decay must lie strictly between 0 and 1" in err
+    assert f"train.ema_decay = {float(value)} is out of range" in err
+    assert "it must be strictly between 0 and 1" in err
     assert "Traceback" not in err and not out.exists()
