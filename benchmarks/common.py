@@ -7,7 +7,9 @@ import datetime
 import os
 import platform
 import resource
+import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -21,6 +23,7 @@ def machine() -> dict[str, object]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -58,8 +61,29 @@ def sgemm_gflops(
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, in MiB."""
+    """Peak resident set size of this process's own memory in MiB: VmHWM on Linux, which
+    starts afresh at exec (``ru_maxrss`` keeps the parent's peak across fork and exec)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def steady(epoch_seconds: list[float]) -> float:
+    """Median seconds per epoch, leaving out the first (compilation, warm-up)."""
+    return statistics.median(epoch_seconds[1:] or epoch_seconds)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def trainer_step(trainer: Trainer, index: torch.Tensor) -> None:
