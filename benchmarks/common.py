@@ -4,6 +4,7 @@ trainer step."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import resource
@@ -91,3 +92,12 @@ def trainer_step(trainer: Trainer, index: torch.Tensor) -> None:
     trainer gathers them (one process: the whole batch, a share of 1)."""
     (x,) = trainer.data.train.gather([index], trainer.device)  # type: ignore[union-attr]
     trainer._step(x, 1.0, len(index))
+
+
+def emit(result: dict[str, object], out: Path | None) -> None:
+    """Print ``result`` as JSON and, with ``out``, write it there too."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import vaekit
-from benchmarks.common import machine, peak_rss_mib, sgemm_gflops, steady
+from benchmarks.common import emit, machine, peak_rss_mib, sgemm_gflops, steady
 from vaekit import accel
 from vaekit.build import build_dataset
 from vaekit.config import Config, load_config
@@ -395,11 +395,7 @@ def main() -> None:
         "peak_rss_mib": {side: run["peak_rss_mib"] for side, run in sides.items()},
         "runs": sides,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 import vaekit
-from benchmarks.common import machine, peak_rss_mib
+from benchmarks.common import emit, machine, peak_rss_mib
 from vaekit import accel
 from vaekit.build import build_dataset
 from vaekit.config import load_config
@@ -195,11 +195,7 @@ def main() -> None:
         },
         "runs": runs,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

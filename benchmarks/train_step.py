@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine, peak_rss_mib, trainer_step
+from benchmarks.common import emit, machine, peak_rss_mib, trainer_step
 from vaekit import accel
 from vaekit.accel.cpu import on_every_thread
 from vaekit.build import build_dataset, build_model
@@ -127,11 +126,7 @@ def main() -> None:
         },
         "peak_rss_mib": peak_rss_mib(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ def test_own_modules_train_on_tensors_and_the_callbacks_see_every_epoch(
     assert all(np.isfinite(row["train/loss"]) for row in rows)
 
 
-@pytest.mark.parametrize("form", ["numpy", "pair", "tensor-dataset", "dataset", "loader"])
+@pytest.mark.parametrize(
+    "form", ["numpy", "pair", "tensor-dataset", "dataset", "numpy-pairs", "loader"]
+)
 def test_every_in_memory_form_gives_the_tensors_result(images: torch.Tensor, form: str) -> None:
     x = images[:100]
     forms = {
@@ -79,6 +81,7 @@ def test_every_in_memory_form_gives_the_tensors_result(images: torch.Tensor, for
         "pair": (x, torch.zeros(100, dtype=torch.long)),
         "tensor-dataset": TensorDataset(x, torch.zeros(100)),
         "dataset": _ItemDataset(x),
+        "numpy-pairs": _NumpyPairs(x),
         "loader": DataLoader(TensorDataset(x), batch_size=7),
     }
     assert history_of(forms[form]) == history_of(x)
@@ -215,6 +218,19 @@ class _ItemDataset(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.x[i]
+
+
+class _NumpyPairs(Dataset):
+    """A map-style dataset yielding (numpy array, int label) pairs."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x.numpy()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.x[i], i % 3
 
 
 class _Stream(IterableDataset):

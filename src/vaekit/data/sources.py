@@ -15,36 +15,36 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from vaekit.data.base import Binarization, Dataset, Split
+from vaekit.errors import DataError
 
 
 def batch_inputs(batch: Any) -> Tensor:
-    """x from a batch as a DataLoader yields it: a tensor, or a pair/sequence whose first item is
-    x (``(x, y)``), or a mapping with key ``"x"``."""
-    if isinstance(batch, Tensor):
-        return batch
+    """x of an item or a batch as a Dataset or DataLoader yields it: x itself (a tensor, an
+    array or numbers), a pair or sequence whose first entry is the x tensor or array
+    (``(x, y)``), or a mapping with key ``"x"``."""
     if isinstance(batch, dict) and "x" in batch:
-        return batch_inputs(batch["x"])
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
-        return batch[0]
-    raise TypeError(
-        f"a batch must be a tensor x, a pair (x, y) or a dict with key 'x', got "
-        f"{type(batch).__name__}"
-    )
+        batch = batch["x"]
+    elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor | np.ndarray):
+        batch = batch[0]
+    try:
+        return torch.as_tensor(batch)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(
+            "each item must be x (a tensor, array or numbers), a pair (x, y) or a dict with "
+            f"key 'x'; got {type(batch).__name__}"
+        ) from None
 
 
 def collate_inputs(items: list[Any]) -> Tensor:
-    """Stack the x of each item (a tensor, or a pair whose first item is x) into one batch."""
-    return torch.stack([torch.as_tensor(batch_inputs(as_item(item))) for item in items])
-
-
-def as_item(item: Any) -> Any:
-    return torch.as_tensor(item) if not isinstance(item, (Tensor, tuple, list, dict)) else item
+    """Stack the x of each item into one batch [B, *event_shape]."""
+    return torch.stack([batch_inputs(item) for item in items])
 
 
 class IndexedSource(ABC):

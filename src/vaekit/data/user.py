@@ -30,7 +30,6 @@ from vaekit.data.sources import (
     LoaderStream,
     Source,
     Streamed,
-    as_item,
     batch_inputs,
     collate_inputs,
     default_workers,
@@ -80,8 +79,12 @@ def _materialise(items: Any, what: str) -> InMemory:
     ys: list[Tensor] = []
     batched = isinstance(items, DataLoader)
     for item in items if batched else (items[i] for i in range(len(items))):
-        xs.append(torch.as_tensor(batch_inputs(item)))
-        if isinstance(item, (tuple, list)) and len(item) > 1:
+        xs.append(batch_inputs(item))
+        if (
+            isinstance(item, (tuple, list))
+            and len(item) > 1
+            and isinstance(item[0], Tensor | np.ndarray)
+        ):
             ys.append(torch.as_tensor(item[1]).reshape(-1))
     if not xs:
         raise DataError(f"{what} is empty")
@@ -133,7 +136,7 @@ def first_batch(source: Source) -> Tensor:
         # that counts epochs.
         dataset = source.loader.dataset
         if isinstance(dataset, IterableDataset):
-            return torch.as_tensor(batch_inputs(as_item(next(iter(dataset))))).unsqueeze(0)
+            return batch_inputs(next(iter(dataset))).unsqueeze(0)
         return collate_inputs([dataset[i] for i in range(min(len(source), 64))])
     count = min(len(source), 64)
     return next(source.gather([torch.arange(count)], torch.device("cpu")))
