@@ -43,6 +43,11 @@ def _err(message: str) -> None:
     print(f"vaekit: error: {message}", file=sys.stderr)
 
 
+def _data_paths(args: argparse.Namespace) -> dict[str, str | None]:
+    """--data-path / --data-root: where a run's data moved to (see ``runs.read_run_config``)."""
+    return {"data_path": args.data_path, "data_root": args.data_root}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vaekit.experiment import train
     from vaekit.runs import read_run_config
@@ -57,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--resume continues a run with its saved config; drop --config and every --set "
                 "but --set train.epochs=N, which extends the run to N epochs"
             )
-        config, _ = read_run_config(args.resume)
+        config, _ = read_run_config(args.resume, **_data_paths(args))
         if extension:
             config = config_from_dict(config_to_dict(config), extension)
         out = Path(args.resume)
@@ -102,7 +107,7 @@ def _device(args: argparse.Namespace) -> torch.device:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    run = load_run(args.run, device=_device(args))
+    run = load_run(args.run, device=_device(args), **_data_paths(args))
     cls = lookup(SAMPLERS, args.sampler, "sampler")
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     if cls is MarkovChainSampler:
@@ -158,7 +163,7 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
 def cmd_interpolate(args: argparse.Namespace) -> int:
     if args.num_points < 2 or args.chain_steps < 0:
         raise VaekitError("--num-points must be at least 2 and --chain-steps non-negative")
-    run = load_run(args.run, device=_device(args))
+    run = load_run(args.run, device=_device(args), **_data_paths(args))
     dataset = build_dataset(run.config.data, run.config.train.seed)
     split = getattr(dataset, args.split).x
     if len(split) < 2 * args.pairs:
@@ -193,7 +198,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def _run_and_images(args: argparse.Namespace) -> tuple[Run, torch.Tensor]:
     """The run, and the first ``args.num`` images of its ``args.split`` on the chosen device."""
-    run = load_run(args.run, device=_device(args))
+    run = load_run(args.run, device=_device(args), **_data_paths(args))
     dataset = build_dataset(run.config.data, run.config.train.seed)
     return run, getattr(dataset, args.split).x[: args.num].to(_device(args))
 
@@ -242,7 +247,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from vaekit.experiment import read_metrics
     from vaekit.figures import render_run_figures
 
-    run = load_run(args.run, device=_device(args))
+    run = load_run(args.run, device=_device(args), **_data_paths(args))
     dataset = build_dataset(run.config.data, run.config.train.seed)
     history = read_metrics(run.dir)
     for path in render_run_figures(run.model, dataset, run.dir, history, seed=args.seed):
@@ -269,6 +274,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         compile=args.compile,
         matmul=args.matmul,
         out=args.out,
+        **_data_paths(args),
         log=lambda line: print(line, file=sys.stderr),
         argv=["vaekit", *sys.argv[1:]],
     )
@@ -329,9 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    def with_data_paths(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-path", help="the run's data file or folder, where it moved to")
+        p.add_argument("--data-root", help="the data cache the run reads, where it moved to")
+
     def with_run(p: argparse.ArgumentParser) -> None:
         p.add_argument("run", help="run directory written by vaekit train")
         p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+        with_data_paths(p)
 
     p = command("train", cmd_train, "train a model from a TOML recipe (default: VAE on digits)")
     p.add_argument("--config", help="TOML recipe, e.g. configs/digits.toml")
@@ -344,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run exactly")
+    with_data_paths(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument(

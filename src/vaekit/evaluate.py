@@ -95,8 +95,12 @@ def evaluate_run(
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
+    data_path: str | None = None,
+    data_root: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run at ``path`` and write ``evaluation.json`` (or ``out``) atomically.
+
+    ``data_path`` / ``data_root`` point the run at data that moved since it was trained.
 
     ``metrics=None`` runs every metric in METRICS. Per-datapoint ELBOs and log p(x) go beside
     the report (``evaluation.per-example.safetensors``) for ``vaekit compare``. Returns the
@@ -114,7 +118,7 @@ def evaluate_run(
             f"unknown matmul {matmul!r}; choose one of: {', '.join(accel.MATMUL_PRECISIONS)}"
         )
     started = time.perf_counter()
-    run = load_run(path, device=device)
+    run = load_run(path, device=device, data_path=data_path, data_root=data_root)
     lean = accel.has_lean_path(run.model.decoder)
     if matmul != "float32" and not lean:
         raise ConfigError(

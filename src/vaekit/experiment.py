@@ -178,7 +178,11 @@ def _train(
     extended = False
     if resume:
         saved, _ = read_run_config(run.path)
-        same_length = replace(saved, train=replace(saved.train, epochs=config.train.epochs))
+        # The data may have moved (the dataset identity is checked once they are loaded)
+        data = replace(saved.data, path=config.data.path, root=config.data.root)
+        same_length = replace(
+            saved, data=data, train=replace(saved.train, epochs=config.train.epochs)
+        )
         if config_to_dict(same_length) != config_to_dict(config):
             raise CheckpointError(
                 f"the config differs from the one {str(run.path)!r} was trained with; resume "

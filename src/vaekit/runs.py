@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,20 @@ def write_run_config(
         "version": RUN_FORMAT_VERSION,
         "event_shape": list(event_shape),
         "config": config_to_dict(config),
+        # data.path and data.root as absolute paths, beside the strings as given in the config:
+        # commands run from another directory find the data (see ``read_run_config``)
+        "data_paths": {key: _absolute(getattr(config.data, key)) for key in DATA_PATH_KEYS},
     }
     if python_class is not None:
         meta["model"] = {"built": BUILT_IN_PYTHON, "class": python_class}
     write_json(run.config, meta)
+
+
+DATA_PATH_KEYS = ("path", "root")
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _read_meta(path: str | Path) -> dict[str, Any]:
@@ -74,14 +84,34 @@ def _read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def read_run_config(path: str | Path) -> tuple[Config, tuple[int, ...]]:
-    """Read and check a run's config.json: (config, event shape of one datapoint)."""
+def read_run_config(
+    path: str | Path, *, data_path: str | None = None, data_root: str | None = None
+) -> tuple[Config, tuple[int, ...]]:
+    """Read and check a run's config.json: (config, event shape of one datapoint).
+
+    A relative ``data.path`` / ``data.root`` is replaced by the absolute path recorded when the
+    run started, so that the run finds its data from any directory; ``data_path`` /
+    ``data_root`` point it at data that moved since.
+    """
     meta = _read_meta(path)
     try:
         config = config_from_dict(meta["config"])
         event_shape = tuple(int(v) for v in meta["event_shape"])
     except (ConfigError, KeyError, TypeError, ValueError, OverflowError) as error:
         raise CheckpointError(f"{str(RunDir(Path(path)).config)!r} is invalid: {error}") from None
+    recorded = meta.get("data_paths")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    given = {"path": data_path, "root": data_root}
+    paths: dict[str, Any] = {}
+    for key in DATA_PATH_KEYS:
+        value, override = getattr(config.data, key), given[key]
+        if override is not None:
+            paths[key] = str(Path(override).expanduser())
+        elif value is not None and not Path(value).expanduser().is_absolute():
+            absolute = recorded.get(key)
+            paths[key] = absolute if isinstance(absolute, str) else value
+    if paths:
+        config = replace(config, data=replace(config.data, **paths))
     return config, event_shape
 
 
@@ -98,9 +128,16 @@ def save_model(run: RunDir, model: Autoencoder) -> None:
     save_weights(run.model, model)
 
 
-def load_run(path: str | Path, *, device: torch.device | str = "cpu") -> Run:
-    """Rebuild a run's model from config.json and model.safetensors (no pickles involved)."""
-    config, event_shape = read_run_config(path)
+def load_run(
+    path: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    data_path: str | None = None,
+    data_root: str | None = None,
+) -> Run:
+    """Rebuild a run's model from config.json and model.safetensors (no pickles involved);
+    ``data_path`` / ``data_root`` point the run's config at data that moved."""
+    config, event_shape = read_run_config(path, data_path=data_path, data_root=data_root)
     python_class = python_model_class(path)
     if python_class is not None:
         raise CheckpointError(
