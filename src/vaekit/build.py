@@ -53,6 +53,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         channels=cfg.channels,
         download=cfg.download,
         seed=seed,
+        skip_bad_files=cfg.skip_bad_files,
     )
     return load_dataset(
         cfg.name,

@@ -37,6 +37,7 @@ class DataConfig:
     val_from: Literal["random", "tail"] = "random"
     limit: int | None = None
     download: bool = True
+    skip_bad_files: bool = False
 
 
 @dataclass(frozen=True)

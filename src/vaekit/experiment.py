@@ -228,7 +228,11 @@ def _train(
         progress=progress,
         log=log,
     )
-    facts = {"dataset": dataset.name, "dataset_identity": dataset.identity}
+    facts: dict[str, Any] = {"dataset": dataset.name, "dataset_identity": dataset.identity}
+    if dataset.skipped:
+        facts["skipped_files"] = list(dataset.skipped)
+        if log is not None and world.is_main:
+            log(f"note: {len(dataset.skipped)} unreadable files left out (provenance.json)")
     run_trainer(
         trainer,
         run,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,52 @@ def test_celeba_crop_and_official_partition(tmp_path: Path) -> None:
 def test_celeba_missing_folder_explains(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="img_align_celeba"):
         load_celeba(SourceOptions(root=tmp_path))
+
+
+def _folder_with_bad_files(folder: Path) -> None:
+    """20 readable images (RGB, grey, odd sizes) and 3 unreadable ones."""
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        side = (9 + i, 13 + 2 * i)
+        shape = side if i % 2 else (*side, 3)  # every other image is grey
+        write_png(folder / f"ok-{i:02d}.png", rng.integers(0, 256, shape, dtype=np.uint8))
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "empty.jpg").write_bytes(b"")
+    good = folder / "ok-00.png"
+    (folder / "truncated.png").write_bytes(good.read_bytes()[:40])
+
+
+def test_one_bad_file_refuses_the_folder_naming_it_unless_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vaekit.cli import main
+
+    folder = tmp_path / "images"
+    _folder_with_bad_files(folder)
+    options = SourceOptions(root=tmp_path, path=folder, image_size=8)
+    with pytest.raises(DataError, match=r"3 of 23 image files cannot be read .*corrupt\.png"):
+        load_image_folder(options)
+    raw = load_image_folder(
+        SourceOptions(root=tmp_path, path=folder, image_size=8, skip_bad_files=True)
+    )
+    assert raw.train.x.shape == (20, 3, 8, 8)
+    assert sorted(Path(p).name for p in raw.skipped) == [
+        "corrupt.png",
+        "empty.jpg",
+        "truncated.png",
+    ]
+
+    config = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
+    argv = ["train", "--config", config, "--quiet", "--set", "data.name='image-folder'"]
+    argv += ["--set", f"data.path={str(folder)!r}", "--set", "data.image_size=8"]
+    argv += ["--set", "data.channels=1", "--set", "model.likelihood='gaussian'"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.skip_bad_files = true" in err[0]
+    assert not (tmp_path / "refused").exists()  # no run directory left behind
+    argv += ["--set", "data.skip_bad_files=true", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    info = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert sorted(Path(p).name for p in info["skipped_files"]) == [
+        "corrupt.png", "empty.jpg", "truncated.png",
+    ]  # fmt: skip

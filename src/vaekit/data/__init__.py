@@ -151,6 +151,7 @@ def load_dataset(
         binarize=binarize,
         identity=dataset_identity(name, binarize, splits, raw.extras),
         extras=raw.extras,
+        skipped=raw.skipped,
     )
 
 

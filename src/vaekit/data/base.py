@@ -30,12 +30,14 @@ class RawData:
     ``test`` may be None for sources without a test split; one is then carved from ``train``.
     ``value_range`` is "unit" when every value lies in [0, 1] (images), "real" otherwise.
     ``extras`` holds known ground truth, e.g. the pPCA parameters ``W``, ``mu``, ``sigma``.
+    ``skipped`` names the files left out as unreadable (``SourceOptions.skip_bad_files``).
     """
 
     train: Split
     test: Split | None
     value_range: Literal["unit", "real"] = "unit"
     extras: dict[str, Tensor] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()  # unreadable files left out (``skip_bad_files``)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ class SourceOptions:
     ``root`` is the cache directory (see ``vaekit.data.default_data_root``); ``path`` an explicit
     file or folder for sources that need one (arrays, image folders, CelebA, SVHN);
     ``image_size`` a resize target for image sources; ``download`` allows network access;
-    ``seed`` drives synthetic data.
+    ``seed`` drives synthetic data; ``skip_bad_files`` leaves unreadable image files out
+    instead of refusing the folder.
     """
 
     root: Path
@@ -54,6 +57,7 @@ class SourceOptions:
     channels: int | None = None
     download: bool = True
     seed: int = 0
+    skip_bad_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Dataset:
     binarize: Binarization
     identity: str
     extras: dict[str, Tensor] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
 
     @property
     def event_shape(self) -> tuple[int, int, int]:

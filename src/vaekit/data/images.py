@@ -32,7 +32,8 @@ def load_image_folder(options: SourceOptions) -> RawData:
     if options.path is None:
         raise DataError("image-folder needs a path: set the data path to a folder of images")
     files = list_images(options.path)
-    return RawData(train=Split(x=read_images(files, options, crop=None)), test=None)
+    x, skipped = read_images(files, options, crop=None)
+    return RawData(train=Split(x=x), test=None, skipped=skipped)
 
 
 def load_celeba(options: SourceOptions) -> RawData:
@@ -58,11 +59,11 @@ def load_celeba(options: SourceOptions) -> RawData:
     test_files = [path for path in files if partition.get(path.name) == 2]
     train_files = [path for path in files if partition.get(path.name) in (0, 1)]
     if not test_files or not train_files:  # no usable official split: carve one later
-        return RawData(train=Split(x=read_images(files, options, crop=CELEBA_CROP)), test=None)
-    return RawData(
-        train=Split(x=read_images(train_files, options, crop=CELEBA_CROP)),
-        test=Split(x=read_images(test_files, options, crop=CELEBA_CROP)),
-    )
+        x, skipped = read_images(files, options, crop=CELEBA_CROP)
+        return RawData(train=Split(x=x), test=None, skipped=skipped)
+    train, skipped_train = read_images(train_files, options, crop=CELEBA_CROP)
+    test, skipped_test = read_images(test_files, options, crop=CELEBA_CROP)
+    return RawData(train=Split(x=train), test=Split(x=test), skipped=skipped_train + skipped_test)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -80,11 +81,15 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
-def read_images(files: list[Path], options: SourceOptions, *, crop: int | None) -> torch.Tensor:
-    """Decode ``files`` into float images [N, C, S, S] in [0, 1].
+def read_images(
+    files: list[Path], options: SourceOptions, *, crop: int | None
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Decode ``files`` into float images [N, C, S, S] in [0, 1], and the files left out.
 
     ``crop`` is the side of the central square cut first (None: the largest square); the crop
     is then resized to ``options.image_size`` (default 64) with bilinear, antialiased filtering.
+    An unreadable file refuses the whole folder with a DataError naming the first bad files,
+    unless ``options.skip_bad_files``: then it is left out and named in the second value.
     """
     size = options.image_size if options.image_size is not None else DEFAULT_IMAGE_SIZE
     if options.channels not in (None, 1, 3):
@@ -95,16 +100,33 @@ def read_images(files: list[Path], options: SourceOptions, *, crop: int | None) 
     if size < 1:
         raise DataError(f"image_size must be a positive number of pixels, not {size}")
 
-    def decode(path: Path) -> np.ndarray:
-        return _decode(path, mode=mode, size=size, crop=crop)
+    def decode(path: Path) -> np.ndarray | DataError:
+        try:
+            return _decode(path, mode=mode, size=size, crop=crop)
+        except DataError as error:
+            return error
 
     # Pillow releases the GIL while decoding, so threads give a near-linear speed-up.
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        pixels = np.stack(list(pool.map(decode, files)))  # [N, S, S] or [N, S, S, 3] uint8
+        decoded = list(pool.map(decode, files))
+    bad = [
+        (path, out) for path, out in zip(files, decoded, strict=True) if isinstance(out, DataError)
+    ]
+    if bad and not options.skip_bad_files:
+        names = ", ".join(str(path) for path, _ in bad[:3])
+        raise DataError(
+            f"{len(bad)} of {len(files)} image files cannot be read ({names}"
+            f"{', ...' if len(bad) > 3 else ''}; first: {bad[0][1]}); remove or replace them, "
+            "or set data.skip_bad_files = true to train without them"
+        )
+    images = [out for out in decoded if not isinstance(out, DataError)]
+    if not images:
+        raise DataError(f"none of the {len(files)} image files can be read ({bad[0][1]})")
+    pixels = np.stack(images)  # [N, S, S] or [N, S, S, 3] uint8
     if pixels.ndim == 3:
         pixels = pixels[..., None]
     x = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))  # [N, C, S, S]
-    return x.to(torch.float32) / 255.0
+    return x.to(torch.float32) / 255.0, tuple(str(path) for path, _ in bad)
 
 
 def _decode(path: Path, *, mode: str, size: int, crop: int | None) -> np.ndarray:
@@ -118,9 +140,7 @@ def _decode(path: Path, *, mode: str, size: int, crop: int | None) -> np.ndarray
         resized = square.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
     except Exception as error:  # Pillow: OSError, SyntaxError (broken PNG), bomb errors, ...
-        raise DataError(
-            f"{path}: cannot read as an image ({error}); remove or replace it"
-        ) from error
+        raise DataError(f"{path}: cannot read as an image ({error})") from error
 
 
 def _read_partition(path: Path) -> dict[str, int]:
