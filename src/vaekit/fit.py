@@ -146,7 +146,7 @@ def fit(
             assert run is not None
             write_run_config(run, config, event_shape, python_class=python_class)
 
-        facts = {"dataset": PYTHON_DATA, "dataset_identity": source_identity(train_source)}
+        facts = {"dataset": PYTHON_DATA, "dataset_identity": source_identity(train_source, sample)}
         run_trainer(
             trainer,
             run,

@@ -142,15 +142,15 @@ def first_batch(source: Source) -> Tensor:
     return next(source.gather([torch.arange(count)], torch.device("cpu")))
 
 
-def source_identity(source: Source) -> str:
+def source_identity(source: Source, first: Tensor) -> str:
     """A hash that tells datasets apart for resume: every byte of in-memory data; the length and
-    the first datapoints of a streamed Dataset (never read whole); the length of a DataLoader's
-    data (whose first batch may be shuffled)."""
+    ``first`` (its ``first_batch``, read once by the caller) of a streamed Dataset, which is
+    never read whole; the length of a DataLoader's data (whose first batch may be shuffled)."""
     digest = hashlib.sha256(type(source).__name__.encode())
     digest.update(str(len(source)).encode())
     if isinstance(source, LoaderStream):
         return digest.hexdigest()[:16]
-    tensors = [source.x] if isinstance(source, InMemory) else [first_batch(source)]
+    tensors = [source.x] if isinstance(source, InMemory) else [first]
     if isinstance(source, InMemory) and source.y is not None:
         tensors.append(source.y)
     for tensor in tensors:
