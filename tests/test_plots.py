@@ -12,7 +12,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from vaekit import plots
+from vaekit import plots, vector_plots
 
 Z_95 = 1.6448536269514722  # Normal(0, 1).icdf(0.95)
 
@@ -21,13 +21,13 @@ Z_95 = 1.6448536269514722  # Normal(0, 1).icdf(0.95)
 def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """Figures handed to the PNG writer, kept for inspection (the file is still written)."""
     captured: list[Figure] = []
-    save = plots._save_figure
+    save = plots.save_figure
 
     def capture(fig: Figure, path: str | Path) -> Path:
         captured.append(fig)
         return save(fig, path)
 
-    monkeypatch.setattr(plots, "_save_figure", capture)
+    monkeypatch.setattr(plots, "save_figure", capture)
     return captured
 
 
@@ -233,3 +233,31 @@ def test_writers_leave_no_pyplot_figures_open(tmp_path: Path) -> None:
     plots.save_rows([torch.rand(2, 1, 8, 8)], tmp_path / "rows.png", title="t")
     plots.save_latent_scatter(torch.randn(10, 2), None, tmp_path / "z.png")
     assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize("title", [None, "Samples"])
+def test_large_images_stay_under_the_size_limit(tmp_path: Path, title: str | None) -> None:
+    images = torch.rand(64, 1, 500, 500, generator=torch.Generator().manual_seed(0))
+    out = plots.save_image_grid(images, tmp_path / "grid.png", title=title)
+    assert max(Image.open(out).size) <= plots.MAX_SIDE
+
+
+def test_long_rows_stay_under_the_size_limit(tmp_path: Path) -> None:
+    rows = [torch.rand(16, 3, 300, 300) for _ in range(3)]
+    out = plots.save_rows(rows, tmp_path / "rows.png", row_labels=["a", "b", "c"], title="t")
+    assert max(Image.open(out).size) <= plots.MAX_SIDE
+
+
+def test_vector_figures_have_a_fixed_size_whatever_the_data(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    for d in (3, 500):
+        real, fake = torch.randn(3000, d, generator=g) * 1e4, torch.randn(3000, d, generator=g)
+        for name, write in (
+            ("m", vector_plots.save_marginals),
+            ("p", vector_plots.save_pairs),
+            ("r", vector_plots.save_vector_reconstructions),
+        ):
+            out = write(real, fake, tmp_path / f"{name}{d}.png")
+            assert max(Image.open(out).size) <= 1500
+        paths = vector_plots.save_paths({"a": torch.randn(9, 4, d)}, tmp_path / f"t{d}.png")
+        assert max(Image.open(paths).size) <= 1500

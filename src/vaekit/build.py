@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from vaekit.config import DataConfig, ModelConfig
@@ -54,6 +55,8 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         download=cfg.download,
         seed=seed,
         skip_bad_files=cfg.skip_bad_files,
+        in_memory=cfg.in_memory,
+        label_column=cfg.label_column,
     )
     return load_dataset(
         cfg.name,
@@ -63,15 +66,49 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         binarize=cfg.binarize,
         limit=cfg.limit,
         seed=seed,
+        standardize=cfg.standardize,
     )
 
 
+# Feature scales (standard deviations) further apart than this defeat a Gaussian likelihood with
+# one shared or freely learned scale: the widest features dominate the loss (or the KL explodes).
+MAX_SCALE_RATIO = 100.0
+
+
 def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
-    """Refuse data a likelihood cannot score (Bernoulli needs values in [0, 1])."""
+    """Refuse data a likelihood cannot score: Bernoulli needs values in [0, 1]; a Gaussian on
+    feature vectors whose scales differ by more than ``MAX_SCALE_RATIO`` needs them standardised.
+    """
     if cfg.likelihood == "bernoulli" and dataset.value_range != "unit":
+        fix = (
+            "set model.likelihood=gaussian"
+            if dataset.standardization is None
+            else "standardised data are real-valued: set model.likelihood=gaussian"
+        )
         raise DataError(
             f"dataset {dataset.name!r} has values outside [0, 1], which a Bernoulli likelihood "
-            "cannot score; rescale the data to [0, 1] or set model.likelihood=gaussian"
+            f"cannot score; rescale the data to [0, 1] or {fix}"
+        )
+    unscaled_vectors = dataset.standardization is None and not dataset.is_images
+    if cfg.likelihood.startswith("gaussian") and unscaled_vectors:
+        _check_scales(dataset, cfg.likelihood)
+
+
+def _check_scales(dataset: Dataset, likelihood: str) -> None:
+    std = dataset.train.x.double().std(0, correction=0)
+    varying = std > 0
+    if int(varying.sum()) < 2:
+        return
+    widest = int(std.argmax())
+    narrowest = int(torch.where(varying, std, torch.inf).argmin())
+    ratio = float(std[widest] / std[narrowest])
+    if ratio > MAX_SCALE_RATIO:
+        raise DataError(
+            f"the {len(std)} features differ in scale by {ratio:.0f}x (std of "
+            f"feature {widest} is {float(std[widest]):.4g}, of feature {narrowest} "
+            f"{float(std[narrowest]):.4g}); a {likelihood} likelihood would model only the "
+            "widest ones: set data.standardize = true (samples are mapped back to the "
+            "original units)"
         )
 
 
@@ -92,8 +129,16 @@ def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tupl
         trunk = MLPTrunk(event_shape, cfg.hidden, cfg.activation)
         net = MLPDecoderNet(cfg.latent_dim, event_shape, cfg.hidden[::-1], cfg.activation, params)
         return trunk, net
+    if len(event_shape) != 3:
+        raise DataError(
+            f"conv networks need images [C, H, W], but these data are vectors of "
+            f'{list(event_shape)} features; set model.network = "mlp"'
+        )
     if event_shape[1] != event_shape[2]:
-        raise DataError(f"conv networks need square images, got {event_shape}; use network=mlp")
+        raise DataError(
+            f"conv networks need square images, got {list(event_shape)}; set "
+            'model.network = "mlp", or resize the images to a square (data.image_size)'
+        )
     conv = ConvTrunk(event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm)
     dec = ConvDecoderNet(
         cfg.latent_dim, event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm, params
@@ -102,7 +147,7 @@ def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tupl
 
 
 def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
-    """The configured model for data of shape ``event_shape`` (C, H, W)."""
+    """The configured model for data of shape ``event_shape``: (C, H, W) or (D,)."""
     cls, posterior = lookup(MODELS, cfg.kind, "model kind")
     if cfg.latent_dim < 1:
         raise ConfigError(f"model.latent_dim must be at least 1, got {cfg.latent_dim}")

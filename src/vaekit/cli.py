@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
-from vaekit import accel, plots
+from vaekit import accel, plots, vector_plots
 from vaekit.build import build_dataset, lookup
 from vaekit.config import config_from_dict, config_to_dict, load_config
+from vaekit.data.base import Dataset
 from vaekit.errors import VaekitError
+from vaekit.exports import write_csv, write_npy
 from vaekit.runs import Run, load_run
 from vaekit.runtime import choose_device, new_run_path
 from vaekit.samplers import (
@@ -35,6 +37,8 @@ from vaekit.samplers import (
 from vaekit.samplers.markov_chain import STARTS
 from vaekit.training.rollback import TrainingDiverged
 from vaekit.training.trainer import TrainingInterrupted
+
+SAMPLE_FORMATS = ("png", "npy", "csv")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -110,21 +114,59 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=_device(args), **_data_paths(args))
     cls = lookup(SAMPLERS, args.sampler, "sampler")
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
+    if args.num_samples is not None and args.num_samples < 1:
+        raise VaekitError(f"--num-samples must be at least 1, got {args.num_samples}")
     if cls is MarkovChainSampler:
+        if args.format != "png" and len(run.event_shape) == 3:
+            raise VaekitError(
+                "--format npy/csv with --sampler markov-chain writes vectors; for images it "
+                "draws one figure row per step: use --format png"
+            )
         return _sample_chain(args, run, generator)
     for option in ("steps", "start"):
         if getattr(args, option) is not None:
             raise VaekitError(f"--{option} applies to --sampler markov-chain only")
     sampler: Sampler
+    dataset = None
+    images = len(run.event_shape) == 3
     if cls is PriorSampler:
         sampler = PriorSampler(run.model, decode=args.decode)
     else:
         dataset = build_dataset(run.config.data, run.config.train.seed)
         sampler = cls(run.model, dataset.train.x, decode=args.decode)
-    images = sampler.sample(args.num_samples or 64, generator=generator).cpu()
-    out = plots.save_image_grid(images, args.out, title=f"{args.sampler} samples")
+    default_count = 64 if images and args.format == "png" else 1000
+    samples = sampler.sample(args.num_samples or default_count, generator=generator).cpu()
+    if images and args.format == "png":
+        out = plots.save_image_grid(
+            samples, args.out or "samples.png", title=f"{args.sampler} samples"
+        )
+    else:
+        out = _vector_samples(args, run, samples, dataset)
     print(f"wrote {out}")
     return 0
+
+
+def _in_units(run: Run, x: torch.Tensor) -> torch.Tensor:
+    """x in the data's own units: the run's standardisation inverted, if it has one."""
+    return x if run.standardization is None else run.standardization.invert(x)
+
+
+def _vector_samples(
+    args: argparse.Namespace, run: Run, samples: torch.Tensor, dataset: Dataset | None
+) -> Path:
+    """Samples as numbers (npy, csv) or, for vectors, as marginals against the training data
+    (png); in the data's own units where it was standardised."""
+    samples = _in_units(run, samples)
+    out = Path(args.out or f"samples.{args.format}")
+    if args.format == "npy":
+        return write_npy(out, samples)
+    if args.format == "csv":
+        return write_csv(out, samples)
+    dataset = dataset or build_dataset(run.config.data, run.config.train.seed)
+    real = dataset.train.x[:5000]
+    if dataset.standardization is not None:
+        real = dataset.standardization.invert(real)
+    return vector_plots.save_marginals(real, samples, out)
 
 
 def _parse_steps(text: str) -> list[int]:
@@ -146,12 +188,20 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
     if start == "data":
         data = build_dataset(run.config.data, run.config.train.seed).train.x
     sampler = MarkovChainSampler(run.model, data, start=start, decode=args.decode)
-    trajectory = sampler.run(args.num_samples or 10, steps[-1], record=steps, generator=generator)
+    images = len(run.event_shape) == 3
+    count = args.num_samples or (10 if images else 1000)
+    trajectory = sampler.run(count, steps[-1], record=steps, generator=generator)
     rows = [sampler.decode_latent(trajectory.states[t].z, generator=generator) for t in steps]
     title = f"Markov chain from {start} ({args.decode} decoding)"
-    out = plots.save_rows(
-        [r.cpu() for r in rows], args.out, row_labels=[f"step {t}" for t in steps], title=title
-    )
+    if images:
+        out = plots.save_rows(
+            [r.cpu() for r in rows],
+            args.out or "samples.png",
+            row_labels=[f"step {t}" for t in steps],
+            title=title,
+        )
+    else:  # vectors: the last recorded step against the training data
+        out = _vector_samples(args, run, rows[-1].cpu(), None)
     power = trajectory.diagnostics["latent_power"]
     assert isinstance(power, list)
     for t in steps[1:] if steps[0] == 0 else steps:
@@ -167,7 +217,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     dataset = build_dataset(run.config.data, run.config.train.seed)
     split = getattr(dataset, args.split).x
     if len(split) < 2 * args.pairs:
-        raise VaekitError(f"the {args.split} split has fewer than {2 * args.pairs} images")
+        raise VaekitError(f"the {args.split} split has fewer than {2 * args.pairs} points")
     x = split[: 2 * args.pairs].to(_device(args))
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     chain_steps = [0] if args.chain_steps == 0 else [0, args.chain_steps]
@@ -183,6 +233,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
             generator=generator,
         )
         images[k] = run.model.decode_mean(path.flatten(0, 1)).view(*path.shape[:2], *x.shape[1:])
+    if x.dim() == 2:  # vectors: each feature along the paths, in the data's units
+        paths = {
+            ("decoded" if k == 0 else f"+{k} chain steps"): _in_units(run, images[k].cpu())
+            for k in chain_steps
+        }
+        print(f"wrote {vector_plots.save_paths(paths, args.out)}")
+        return 0
     rows, labels = [], []
     for i in range(args.pairs):
         for k in chain_steps:
@@ -207,8 +264,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
     run, x = _run_and_images(args)
     steps = _parse_steps(args.steps)
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
-    c, h, w = x.shape[1:]
-    missing = MASKS[args.mask](len(x), (c, h, w), torch.Generator().manual_seed(args.seed))
+    shape = tuple(int(n) for n in x.shape[1:])
+    missing = MASKS[args.mask](len(x), shape, torch.Generator().manual_seed(args.seed))
     missing = missing.to(x.device)
     try:
         trajectory = impute(
@@ -226,10 +283,24 @@ def cmd_impute(args: argparse.Namespace) -> int:
     completed = [
         torch.where(missing, run.model.decode_mean(trajectory.states[t].z), x).cpu() for t in steps
     ]
-    rows = [x.cpu(), torch.where(missing, 0.5, x).cpu(), *completed]
-    labels = ["original", "observed", *[f"step {t}" for t in steps]]
     title = f"{args.method} imputation, {args.mask} mask"
-    out = plots.save_rows(rows, args.out, row_labels=labels, title=title)
+    for t, values in zip(steps, completed, strict=True):
+        squared = float((values - x.cpu())[missing.cpu()].square().mean())
+        units = " (standardised units)" if run.standardization is not None else ""
+        print(f"step {t}: mean squared error on the missing values{units} = {squared:.4g}")
+    if x.dim() == 2:  # vectors: imputed against true values of the missing entries
+        out = vector_plots.save_vector_reconstructions(
+            _in_units(run, x.cpu()),
+            _in_units(run, completed[-1]),
+            args.out,
+            only=missing.cpu(),
+            title=f"{title}, step {steps[-1]}",
+            ylabel="imputed",
+        )
+    else:
+        rows = [x.cpu(), torch.where(missing, 0.5, x).cpu(), *completed]
+        labels = ["original", "observed", *[f"step {t}" for t in steps]]
+        out = plots.save_rows(rows, args.out, row_labels=labels, title=title)
     if "acceptance_rate" in trajectory.diagnostics:
         print(f"acceptance rate: {trajectory.diagnostics['acceptance_rate']:.3f}")
     print(f"wrote {out}")
@@ -238,7 +309,13 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     run, x = _run_and_images(args)
-    out = plots.save_reconstructions(x.cpu(), run.model.reconstruct(x).cpu(), args.out)
+    recon = run.model.reconstruct(x).cpu()
+    if x.dim() == 2:  # vectors: reconstructed against true values, in the data's units
+        out = vector_plots.save_vector_reconstructions(
+            _in_units(run, x.cpu()), _in_units(run, recon), args.out
+        )
+    else:
+        out = plots.save_reconstructions(x.cpu(), recon, args.out)
     print(f"wrote {out}")
     return 0
 
@@ -368,9 +445,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sample", cmd_sample, "draw samples from a trained model into a PNG grid")
     with_run(p)
     p.add_argument(
-        "--num-samples", type=int, default=None, help="64 (grid) or 10 per chain row (default)"
+        "--num-samples",
+        type=int,
+        default=None,
+        help="64 for an image grid, 1000 for numbers and vector figures, 10 per chain row",
     )
-    p.add_argument("--out", default="samples.png")
+    p.add_argument(
+        "--format",
+        choices=SAMPLE_FORMATS,
+        default="png",
+        help="png: a figure (an image grid; for vectors, marginals against the training data); "
+        "npy or csv: the numbers, in the data's own units when it was standardised",
+    )
+    p.add_argument("--out", default=None, help="output file (default: samples.<format>)")
     p.add_argument("--sampler", default="prior", help=f"one of: {', '.join(SAMPLERS)}")
     p.add_argument(
         "--decode",

@@ -38,6 +38,9 @@ class DataConfig:
     limit: int | None = None
     download: bool = True
     skip_bad_files: bool = False
+    label_column: str | None = None
+    standardize: bool = False
+    in_memory: bool | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: invalid value {value!r}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        expected = " or ".join(_type_name(a) for a in args if a is not type(None))
+        raise ConfigError(f"{key}: invalid value {value!r}; expected {expected}")
     if origin is Literal:
         if value not in args:
             valid = ", ".join(repr(a) for a in args)

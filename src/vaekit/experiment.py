@@ -178,8 +178,14 @@ def _train(
     extended = False
     if resume:
         saved, _ = read_run_config(run.path)
-        # The data may have moved (the dataset identity is checked once they are loaded)
-        data = replace(saved.data, path=config.data.path, root=config.data.root)
+        # The data may have moved, or be streamed instead of held in memory (or the reverse):
+        # the dataset identity, checked once they are loaded, says whether they are the same
+        data = replace(
+            saved.data,
+            path=config.data.path,
+            root=config.data.root,
+            in_memory=config.data.in_memory,
+        )
         same_length = replace(
             saved, data=data, train=replace(saved.train, epochs=config.train.epochs)
         )
@@ -240,7 +246,9 @@ def _train(
         resume=resume,
         config_hash=state_hash,
         facts=facts,
-        write_config=lambda: write_run_config(run, config, dataset.event_shape),
+        write_config=lambda: write_run_config(
+            run, config, dataset.event_shape, standardization=dataset.standardization
+        ),
         argv=argv,
         extend=extended,
     )
@@ -249,7 +257,7 @@ def _train(
             trainer.model, dataset, run, trainer.history, seed=train_cfg.seed
         )
     )
-    return Run(run, config, dataset.event_shape, trainer.model)
+    return Run(run, config, dataset.event_shape, trainer.model, dataset.standardization)
 
 
 def make_trainer(

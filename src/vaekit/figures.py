@@ -1,4 +1,5 @@
-"""The standard figures of a run: samples, reconstructions, latent map, curves, manifold."""
+"""The standard figures of a run: samples, reconstructions, latent map, curves, manifold; for
+feature vectors, marginals and a pair plot in place of image grids (``vector_plots``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit import plots
+from vaekit import plots, vector_plots
 from vaekit.data.base import Dataset
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import RunDir
@@ -31,20 +32,16 @@ def render_run_figures(
     seed: int = 0,
     max_points: int = 5000,
 ) -> list[Path]:
-    """Write samples, reconstructions, latent and curves PNGs (and the manifold for 2-D z)."""
+    """Write samples, reconstructions, latent and curves PNGs (and the manifold for 2-D z of
+    images; the pair plot for vectors)."""
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
-    written = []
     sampler = default_sampler(model, dataset)
-    samples = sampler.sample(64, generator=generator).cpu()
-    written.append(plots.save_image_grid(samples, run.figure("samples"), title="Samples"))
-    x = dataset.val.x[:16].to(device)
-    written.append(
-        plots.save_reconstructions(
-            x.cpu(), model.reconstruct(x).cpu(), run.figure("reconstructions")
-        )
-    )
+    if dataset.is_images:
+        written = _image_figures(model, dataset, run, sampler, generator)
+    else:
+        written = _vector_figures(model, dataset, run, sampler, generator, max_points)
     val_x = dataset.val.x[:max_points]
     codes = torch.cat([model.encode_mean(b.to(device)).cpu() for b in val_x.split(1000)])
     labels = dataset.val.y[:max_points] if dataset.val.y is not None else None
@@ -53,8 +50,50 @@ def render_run_figures(
     )
     if history:
         written.append(plots.save_curves(history, run.figure("curves")))
-    if model.latent_dim == 2:
+    if model.latent_dim == 2 and dataset.is_images:
         written.append(
             plots.save_manifold(model.decode_mean, run.figure("manifold"), device=device)
         )
     return written
+
+
+def _image_figures(
+    model: Autoencoder,
+    dataset: Dataset,
+    run: RunDir,
+    sampler: Sampler,
+    generator: torch.Generator,
+) -> list[Path]:
+    device = next(model.parameters()).device
+    samples = sampler.sample(64, generator=generator).cpu()
+    x = dataset.val.x[:16].to(device)
+    return [
+        plots.save_image_grid(samples, run.figure("samples"), title="Samples"),
+        plots.save_reconstructions(
+            x.cpu(), model.reconstruct(x).cpu(), run.figure("reconstructions")
+        ),
+    ]
+
+
+def _vector_figures(
+    model: Autoencoder,
+    dataset: Dataset,
+    run: RunDir,
+    sampler: Sampler,
+    generator: torch.Generator,
+    max_points: int,
+) -> list[Path]:
+    """Marginals and a pair plot of training against generated vectors, and reconstructions of
+    validation vectors, in the data's own units."""
+    device = next(model.parameters()).device
+    real = dataset.train.x[:max_points]
+    samples = sampler.sample(len(real), generator=generator).cpu()
+    val = dataset.val.x[:max_points]
+    recon = torch.cat([model.reconstruct(b.to(device)).cpu() for b in val.split(1000)])
+    if dataset.standardization is not None:
+        real, samples, val, recon = map(dataset.standardization.invert, (real, samples, val, recon))
+    return [
+        vector_plots.save_marginals(real, samples, run.figure("samples")),
+        vector_plots.save_pairs(real, samples, run.figure("pairs")),
+        vector_plots.save_vector_reconstructions(val, recon, run.figure("reconstructions")),
+    ]

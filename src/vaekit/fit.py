@@ -157,7 +157,7 @@ def fit(
             write_config=write_config,
             argv=None,
         )
-        if run is not None and len(event_shape) == 3:
+        if run is not None and len(event_shape) in (1, 3):
             figures = _figure_data(data, sample)
             world.run_on_main(
                 lambda: render_run_figures(

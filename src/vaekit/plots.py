@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 _DPI = 100
-_STYLE: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of rc names
+STYLE: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of rc names
     "figure.dpi": _DPI,
     "savefig.dpi": _DPI,
     "font.size": 10,
@@ -48,9 +48,10 @@ _STYLE: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of rc
 _MIN_CELL = 48  # px: smallest displayed side of one image in labelled figures
 _MIN_MANIFOLD = 400  # px: smallest side of the decoded manifold grid
 _MARGIN = 240  # px around labelled image axes; cropped again by bbox_inches="tight"
+MAX_SIDE = 2800  # px: no PNG is larger on its longest side, whatever the data (grids shrink)
 
 
-def _save_figure(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Render with Agg and write; the Figure is never registered with pyplot, so nothing leaks."""
     FigureCanvasAgg(fig)
     return atomic_write(
@@ -125,10 +126,15 @@ def _save_image_axes(
     xlabel: str | None = None,
     ylabel: str | None = None,
 ) -> Path:
-    """Show a uint8 grid pixel for pixel (axes exactly its size) with optional labels."""
+    """Show a uint8 grid pixel for pixel (axes exactly its size) with optional labels; a grid
+    too large for ``MAX_SIDE`` is shrunk first (tick positions follow)."""
+    grid, scale = _fit(grid, MAX_SIDE - 2 * _MARGIN)
+    if scale != 1.0:
+        xticks = ([p * scale for p in xticks[0]], xticks[1]) if xticks else None
+        yticks = ([p * scale for p in yticks[0]], yticks[1]) if yticks else None
     height, width = grid.shape[:2]
     fig_w, fig_h = width + 2 * _MARGIN, height + 2 * _MARGIN
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
         ax = fig.add_axes((_MARGIN / fig_w, _MARGIN / fig_h, width / fig_w, height / fig_h))
         ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -139,7 +145,7 @@ def _save_image_axes(
         ax.set_xlabel(xlabel or "")
         ax.set_ylabel(ylabel or "")
         ax.set_title(title or "")
-        return _save_figure(fig, path)
+        return save_figure(fig, path)
 
 
 def save_image_grid(
@@ -163,7 +169,18 @@ def save_image_grid(
     grid = _grid(_upscale(array, factor), ncols, padding, 1.0)
     if title:
         return _save_image_axes(grid, path, title=title)
+    grid, _ = _fit(grid, MAX_SIDE)
     return atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
+
+
+def _fit(grid: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``grid`` shrunk (area filter) so its longest side is at most ``max_side``, and the scale."""
+    height, width = grid.shape[:2]
+    if max(height, width) <= max_side:
+        return grid, 1.0
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(grid).resize(size, Image.Resampling.BOX)), scale
 
 
 def save_rows(
@@ -251,7 +268,7 @@ def save_latent_scatter(
         points = centred @ vt[:2].T  # [N, 2]
         xlabel, ylabel = (f"PC{i + 1} ({100 * explained[i]:.0f}% var)" for i in range(2))
     order = rng.permutation(n)  # no class hides under the last-drawn one
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(6.0, 5.0))
         ax = fig.add_subplot()
         colour: Any = "C0"
@@ -281,7 +298,7 @@ def save_latent_scatter(
         ax.set_ylabel(ylabel)
         ax.set_title(title or f"latent codes (N = {n}, D = {d}{', PCA' if d > 2 else ''})")
         ax.grid(True)
-        return _save_figure(fig, path)
+        return save_figure(fig, path)
 
 
 # metric name -> (panel title, y-axis label); other numeric metrics get a plain panel.
@@ -318,7 +335,7 @@ def save_curves(records: Sequence[Mapping[str, float]], path: str | Path) -> Pat
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
     colours = {"train": "C0", "val": "C1"}
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, name in zip(axes, names, strict=False):
@@ -337,7 +354,7 @@ def save_curves(records: Sequence[Mapping[str, float]], path: str | Path) -> Pat
                 ax.legend()
         for ax in axes[len(names) :]:
             ax.set_visible(False)
-        return _save_figure(fig, path)
+        return save_figure(fig, path)
 
 
 def _is_number(value: object) -> TypeGuard[float]:

@@ -14,6 +14,7 @@ import torch
 
 from vaekit.build import build_model, recipe_of
 from vaekit.config import Config, config_from_dict, config_to_dict
+from vaekit.data.standardize import Standardization
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.files import write_json
 from vaekit.models.base import Autoencoder
@@ -23,12 +24,14 @@ from vaekit.weights import RUN_FORMAT, RUN_FORMAT_VERSION, load_weights, read_js
 
 @dataclass(frozen=True)
 class Run:
-    """A loaded run: its directory, resolved config, data shape and model."""
+    """A loaded run: its directory, resolved config, data shape and model, and the
+    standardisation its data were trained with (``data.standardize``), if any."""
 
     dir: RunDir
     config: Config
     event_shape: tuple[int, ...]
     model: Autoencoder
+    standardization: Standardization | None = None
 
 
 # config.json's "model" entry for a model whose architecture was built in Python: the run holds
@@ -42,11 +45,14 @@ def write_run_config(
     event_shape: tuple[int, ...],
     *,
     python_class: str | None = None,
+    standardization: Standardization | None = None,
 ) -> None:
     """Write config.json: the fully resolved config plus what is needed to rebuild the model.
 
     ``python_class`` (the model's qualified class name) marks a model built in Python, which
     the config cannot rebuild: ``vaekit.load`` then needs the architecture passed in.
+    ``standardization`` (the training split's feature statistics) lets commands map samples
+    back to the data's units without loading the data.
     """
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
@@ -59,7 +65,15 @@ def write_run_config(
     }
     if python_class is not None:
         meta["model"] = {"built": BUILT_IN_PYTHON, "class": python_class}
+    if standardization is not None:
+        meta["standardization"] = standardization.to_json()
     write_json(run.config, meta)
+
+
+def run_standardization(path: str | Path) -> Standardization | None:
+    """The feature statistics a run's data were standardised with, or None."""
+    entry = _read_meta(path).get("standardization")
+    return None if entry is None else Standardization.from_json(entry)
 
 
 DATA_PATH_KEYS = ("path", "root")
@@ -148,7 +162,7 @@ def load_run(
     model = build_model(config.model, event_shape)
     load_weights(run.model, model)
     model.eval()
-    return Run(run, config, event_shape, model.to(device))
+    return Run(run, config, event_shape, model.to(device), run_standardization(path))
 
 
 def load(

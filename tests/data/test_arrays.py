@@ -1,4 +1,5 @@
-"""User arrays in every accepted layout become [N, C, H, W] floats with the right value range."""
+"""User arrays in every accepted layout become [N, C, H, W] images or [N, D] vectors of floats
+with the right value range."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ def options_for(path: Path) -> SourceOptions:
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
-        ((10, 16), (10, 1, 4, 4)),  # [N, D], D a perfect square
-        ((10, 6), (10, 1, 1, 6)),  # [N, D], otherwise a row
+        ((10, 16), (10, 16)),  # [N, D] vectors stay vectors, whatever D
+        ((10, 6), (10, 6)),
         ((10, 5, 7), (10, 1, 5, 7)),  # [N, H, W]
         ((10, 5, 7, 3), (10, 3, 5, 7)),  # [N, H, W, C] channels-last
         ((10, 5, 7, 1), (10, 1, 5, 7)),

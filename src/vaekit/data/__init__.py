@@ -3,6 +3,7 @@
 Every loader maps ``SourceOptions`` to ``RawData``; ``load_dataset`` then applies the steps all
 datasets share: limiting, carving validation (and, if missing, test) splits, validation,
 binarisation and a content hash that identifies the exact tensors a model saw.
+Image sources too large for memory are streamed from a cache on disk (``streamed.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .fetch import fetch
 from .images import load_celeba, load_image_folder
 from .mnist import load_fashion_mnist, load_mnist
 from .splits import carve, held_out_count, take_first
+from .standardize import Standardization
+from .streamed import open_streamed, streamed_dataset
 from .svhn import load_svhn
 from .synthetic import load_ppca, ppca_log_prob, ppca_marginal, ppca_posterior
 from .validate import (
@@ -45,6 +48,7 @@ __all__ = [
     "RawData",
     "SourceOptions",
     "Split",
+    "Standardization",
     "binarize_batch",
     "check_range_for_likelihood",
     "dataset_identity",
@@ -95,6 +99,7 @@ def load_dataset(
     binarize: Binarization = "none",
     limit: int | None = None,
     seed: int = 0,
+    standardize: bool = False,
 ) -> Dataset:
     """Load dataset ``name`` from the registry and prepare train/validation/test splits.
 
@@ -106,6 +111,8 @@ def load_dataset(
     (Burda et al. 2016). A missing test split is carved first, with a fixed seed.
     ``binarize`` is "none", "static" (one seeded draw of all splits) or "dynamic" (train stays
     grey for per-batch draws, validation and test get one seeded draw); it needs data in [0, 1].
+    ``standardize`` centres and scales every feature with the training split's mean and standard
+    deviation (kept as ``Dataset.standardization`` to map samples back to the data's units).
     Every problem is reported as a ``DataError``.
     """
     loader = DATASETS.get(name)
@@ -113,11 +120,29 @@ def load_dataset(
         raise DataError(
             f"dataset {name!r} is unknown; choose one of: {', '.join(sorted(DATASETS))}"
         )
+    streamed = open_streamed(name, options)  # None: the data are loaded into memory
+    if streamed is not None:
+        return streamed_dataset(
+            name,
+            streamed,
+            val_size=val_size,
+            val_from=val_from,
+            binarize=binarize,
+            limit=limit,
+            seed=seed,
+            standardize=standardize,
+            carved_test=(CARVED_TEST_FRACTION, CARVED_TEST_SEED),
+        )
     raw = loader(options)
     validate_split(raw.train, source=f"{name} train")
     if raw.test is not None:
         validate_split(raw.test, source=f"{name} test")
     _check_value_range(name, raw)
+    if standardize and binarize != "none":
+        raise DataError(
+            "standardised data are real-valued and cannot be binarised; set "
+            'data.binarize = "none" or data.standardize = false'
+        )
     if binarize != "none" and raw.value_range != "unit":
         raise DataError(
             f"{name}: binarisation draws pixels with P(1) = x and needs data in [0, 1], but these "
@@ -141,17 +166,23 @@ def load_dataset(
         val_generator = torch.Generator().manual_seed(seed)
         train, val = carve(train, count, carve_from=val_from, generator=val_generator)
         train, val, test = binarize_splits(train, val, test, mode=binarize, seed=seed)
+    standardization = Standardization.fit(train.x) if standardize else None
+    if standardization is not None:
+        same = val is test  # val_size=0: validation is the test split, and stays that one tensor
+        train, val, test = (standardization.split(s) for s in (train, val, test))
+        val = test if same else val
     splits = {"train": train, "val": val, "test": test}
     return Dataset(
         name=name,
         train=train,
         val=val,
         test=test,
-        value_range=raw.value_range,
+        value_range="real" if standardize else raw.value_range,
         binarize=binarize,
         identity=dataset_identity(name, binarize, splits, raw.extras),
         extras=raw.extras,
         skipped=raw.skipped,
+        standardization=standardization,
     )
 
 

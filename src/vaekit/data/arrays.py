@@ -1,8 +1,11 @@
-"""User arrays from ``.npy``/``.npz`` files, in any common image layout, as [N, C, H, W] floats."""
+"""User data from ``.npy``/``.npz``/``.csv`` files: images as [N, C, H, W], vectors as [N, D].
+
+Images may come in any common layout; a 2-D array or a table is a set of feature vectors.
+"""
 
 from __future__ import annotations
 
-import math
+import csv
 import zipfile
 from pathlib import Path
 from typing import Literal, cast
@@ -21,37 +24,102 @@ NPZ_LAYOUTS = (("x", "y"), ("x_train", "y_train", "x_test", "y_test"))
 
 
 def load_arrays(options: SourceOptions) -> RawData:
-    """Data from ``options.path``: a ``.npy`` (images only) or ``.npz`` file.
+    """Data from ``options.path``: a ``.npy`` (x only), ``.npz`` or ``.csv`` file.
 
     An ``.npz`` holds ``x`` and optionally ``y``, or ``x_train``/``y_train``/``x_test``/``y_test``
-    (labels optional). Images may be [N, D] (D a perfect square becomes [N, 1, √D, √D], any
-    other D [N, 1, 1, D]), [N, H, W], [N, H, W, C] (channels-last when the last axis has size
-    1, 3 or 4 and axis 1 does not) or [N, C, H, W]. uint8 is divided by 255, other numbers
-    become float32 unchanged. ``value_range`` is "unit" when every value lies in [0, 1].
+    (labels optional). A ``.csv`` has a header row and numeric columns; the column named by
+    ``options.label_column`` (if any) holds the labels (integers 0..K-1 are kept, other values
+    become indices in sorted order). x may be [N, D] (feature vectors, kept as [N, D]),
+    [N, H, W], [N, H, W, C] (channels-last when the last axis has size 1, 3 or 4 and axis 1
+    does not) or [N, C, H, W]. uint8 is divided by 255, other numbers become float32 unchanged.
+    ``value_range`` is "unit" when every value lies in [0, 1].
     """
     if options.path is None:
-        raise DataError("arrays needs a path: set the data path to a .npy or .npz file")
+        raise DataError("arrays needs a path: set the data path to a .npy, .npz or .csv file")
     path = options.path
-    arrays = _read(path)
+    if options.label_column is not None and path.suffix != ".csv":
+        raise DataError(
+            f"data.label_column names a column of a .csv file, but {path} is not one; "
+            "in an .npz file save the labels as y"
+        )
+    arrays = read_csv(path, options.label_column) if path.suffix == ".csv" else _read(path)
     train = _to_split(arrays, "x_train" if "x_train" in arrays else "x", path)
     test = _to_split(arrays, "x_test", path) if "x_test" in arrays else None
     value_range = value_range_of(train.x, *([test.x] if test is not None else []))
     return RawData(train=train, test=test, value_range=cast(Literal["unit", "real"], value_range))
 
 
-def to_nchw(x: np.ndarray, *, source: str) -> np.ndarray:
-    """Rearrange [N, D], [N, H, W], [N, H, W, C] or [N, C, H, W] into [N, C, H, W]."""
+def to_event_layout(x: np.ndarray, *, source: str) -> np.ndarray:
+    """Keep [N, D] vectors; rearrange [N, H, W], [N, H, W, C] or [N, C, H, W] into [N, C, H, W]."""
     validate_images(x, source=source)
     if x.ndim == 2:
-        side = math.isqrt(x.shape[1])
-        if side * side == x.shape[1]:
-            return x.reshape(x.shape[0], 1, side, side)
-        return x.reshape(x.shape[0], 1, 1, x.shape[1])
+        return x
     if x.ndim == 3:
         return x[:, None]
     if x.shape[3] in CHANNEL_SIZES and x.shape[1] not in CHANNEL_SIZES:
         return x.transpose(0, 3, 1, 2)
     return x
+
+
+def read_csv(path: Path, label_column: str | None) -> dict[str, np.ndarray]:
+    """``{"x": [N, D] float64}`` (and ``"y"``) from a CSV file with a header row."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read ({error}); save the table as UTF-8 CSV") from None
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one row of numbers")
+    header = [name.strip() for name in rows[0]]
+    if label_column is not None and label_column not in header:
+        raise DataError(
+            f"{path}: no column named {label_column!r} for data.label_column; "
+            f"the columns are {', '.join(header)}"
+        )
+    columns: dict[str, list[str]] = {name: [] for name in header}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}, line {line}: {len(row)} values for {len(header)} columns; "
+                "every row needs one value per header column"
+            )
+        for name, cell in zip(header, row, strict=True):
+            columns[name].append(cell.strip())
+    arrays: dict[str, np.ndarray] = {}
+    if label_column is not None:
+        arrays["y"] = _labels(columns.pop(label_column))
+    features = []
+    for name, cells in columns.items():
+        try:
+            features.append(np.array([float(cell) for cell in cells], dtype=np.float64))
+        except ValueError:
+            bad = next(cell for cell in cells if not _is_number(cell))
+            hint = "" if label_column else "; if it holds labels, set data.label_column"
+            raise DataError(
+                f"{path}: column {name!r} holds {bad!r}, which is not a number{hint}"
+            ) from None
+    if not features:
+        raise DataError(f"{path}: no feature columns besides the label column {label_column!r}")
+    arrays["x"] = np.stack(features, axis=1)
+    return arrays
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _labels(cells: list[str]) -> np.ndarray:
+    """Integers 0..K-1 as given; any other values become their index in sorted order."""
+    if all(cell.isdigit() for cell in cells):
+        return np.array([int(cell) for cell in cells], dtype=np.int64)
+    classes = sorted(set(cells))
+    index = {name: i for i, name in enumerate(classes)}
+    return np.array([index[cell] for cell in cells], dtype=np.int64)
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -62,7 +130,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
         else:
-            raise DataError(f"{path}: expected a .npy or .npz file")
+            raise DataError(f"{path}: expected a .npy, .npz or .csv file")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         # allow_pickle=False turns object arrays into a ValueError: refuse, never unpickle.
         raise DataError(f"{path}: cannot read ({error}); save plain numeric arrays") from error
@@ -77,7 +145,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 def _to_split(arrays: dict[str, np.ndarray], key: str, path: Path) -> Split:
     source = f"{path}[{key}]"
-    images = to_nchw(arrays[key], source=source)
+    images = to_event_layout(arrays[key], source=source)
     if images.dtype == np.uint8:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32) / 255.0
     else:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset as TorchDataset
+
+if TYPE_CHECKING:
+    from .standardize import Standardization
 
 Binarization = Literal["none", "dynamic", "static"]
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split held as tensors: ``x`` is [N, C, H, W] float32, ``y`` is [N] int64 or None."""
+    """One split held as tensors: ``x`` is float32 [N, C, H, W] (images) or [N, D] (vectors),
+    ``y`` is [N] int64 or None."""
 
     x: Tensor
     y: Tensor | None = None
@@ -48,7 +53,8 @@ class SourceOptions:
     file or folder for sources that need one (arrays, image folders, CelebA, SVHN);
     ``image_size`` a resize target for image sources; ``download`` allows network access;
     ``seed`` drives synthetic data; ``skip_bad_files`` leaves unreadable image files out
-    instead of refusing the folder.
+    instead of refusing the folder; ``label_column`` names a CSV file's label column;
+    ``in_memory`` chooses between memory and a cache on disk for image sources.
     """
 
     root: Path
@@ -58,6 +64,10 @@ class SourceOptions:
     download: bool = True
     seed: int = 0
     skip_bad_files: bool = False
+    label_column: str | None = None
+    # image sources: True holds them in memory, False streams them from a uint8 cache on disk,
+    # "auto" streams when they would not fit (vaekit.data.streamed.memory_budget)
+    in_memory: bool | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,21 @@ class Dataset:
     identity: str
     extras: dict[str, Tensor] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
+    # per-feature statistics the splits were standardised with (``data.standardize``), or None
+    standardization: Standardization | None = None
+    # the training images read from disk batch by batch (items float [C, H, W]), or None; when
+    # set, ``train`` holds only the first of them (see vaekit.data.streamed)
+    train_stream: TorchDataset[Tensor] | None = None
 
     @property
-    def event_shape(self) -> tuple[int, int, int]:
-        """Shape of one datapoint, (C, H, W)."""
-        c, h, w = self.train.x.shape[1:]
-        return int(c), int(h), int(w)
+    def event_shape(self) -> tuple[int, ...]:
+        """Shape of one datapoint: (C, H, W) for images, (D,) for vectors."""
+        return tuple(int(n) for n in self.train.x.shape[1:])
+
+    @property
+    def is_images(self) -> bool:
+        """Whether a datapoint is an image [C, H, W] (else a vector [D])."""
+        return len(self.event_shape) == 3
 
     @property
     def num_classes(self) -> int | None:

@@ -1,9 +1,11 @@
-"""Image folders (any Pillow format) and CelebA: centre-cropped, resized and held in memory."""
+"""Image folders (any Pillow format) and CelebA: listed, centre-cropped, resized and decoded."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,28 +24,25 @@ CELEBA_CROP = 140
 CELEBA_PARTITION_FILE = "list_eval_partition.txt"
 
 
-def load_image_folder(options: SourceOptions) -> RawData:
-    """Every image under ``options.path`` (recursively, sorted by path), unlabelled.
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image files of a source before decoding: the training files, the test files (None:
+    ``load_dataset`` carves a test split) and the central crop applied before resizing."""
 
-    Each image is centre-cropped to a square, resized to ``options.image_size`` (default 64),
-    and converted to grey when ``options.channels == 1``, else RGB. There is no test split;
-    ``load_dataset`` carves one.
-    """
+    train: list[Path]
+    test: list[Path] | None
+    crop: int | None = None
+
+
+def image_folder_files(options: SourceOptions) -> ImageFiles:
+    """The files ``load_image_folder`` reads: every image under ``options.path``, sorted."""
     if options.path is None:
         raise DataError("image-folder needs a path: set the data path to a folder of images")
-    files = list_images(options.path)
-    x, skipped = read_images(files, options, crop=None)
-    return RawData(train=Split(x=x), test=None, skipped=skipped)
+    return ImageFiles(train=list_images(options.path), test=None)
 
 
-def load_celeba(options: SourceOptions) -> RawData:
-    """Aligned CelebA faces (Liu et al. 2015), centre crop 140 then resize to 64x64 RGB.
-
-    Reads ``options.path`` or ``options.root/celeba/img_align_celeba``. When the official
-    ``list_eval_partition.txt`` sits next to that folder, its test partition becomes the test
-    split (train and valid partitions form train); otherwise ``load_dataset`` carves a test split.
-    CelebA cannot be downloaded automatically (it is hosted on Google Drive).
-    """
+def celeba_files(options: SourceOptions) -> ImageFiles:
+    """The files ``load_celeba`` reads, split by the official partition when it is present."""
     folder = (
         options.path if options.path is not None else options.root / "celeba" / "img_align_celeba"
     )
@@ -59,11 +58,44 @@ def load_celeba(options: SourceOptions) -> RawData:
     test_files = [path for path in files if partition.get(path.name) == 2]
     train_files = [path for path in files if partition.get(path.name) in (0, 1)]
     if not test_files or not train_files:  # no usable official split: carve one later
-        x, skipped = read_images(files, options, crop=CELEBA_CROP)
-        return RawData(train=Split(x=x), test=None, skipped=skipped)
-    train, skipped_train = read_images(train_files, options, crop=CELEBA_CROP)
-    test, skipped_test = read_images(test_files, options, crop=CELEBA_CROP)
-    return RawData(train=Split(x=train), test=Split(x=test), skipped=skipped_train + skipped_test)
+        return ImageFiles(train=files, test=None, crop=CELEBA_CROP)
+    return ImageFiles(train=train_files, test=test_files, crop=CELEBA_CROP)
+
+
+def load_image_folder(options: SourceOptions) -> RawData:
+    """Every image under ``options.path`` (recursively, sorted by path), unlabelled.
+
+    Each image is centre-cropped to a square, resized to ``options.image_size`` (default 64),
+    and converted to grey when ``options.channels == 1``, else RGB. There is no test split;
+    ``load_dataset`` carves one.
+    """
+    return _load(image_folder_files(options), options)
+
+
+def load_celeba(options: SourceOptions) -> RawData:
+    """Aligned CelebA faces (Liu et al. 2015), centre crop 140 then resize to 64x64 RGB.
+
+    Reads ``options.path`` or ``options.root/celeba/img_align_celeba``. When the official
+    ``list_eval_partition.txt`` sits next to that folder, its test partition becomes the test
+    split (train and valid partitions form train); otherwise ``load_dataset`` carves a test split.
+    CelebA cannot be downloaded automatically (it is hosted on Google Drive).
+    """
+    return _load(celeba_files(options), options)
+
+
+# The sources whose files ``load_dataset`` can stream from an on-disk cache (image_cache.py).
+IMAGE_SOURCES: dict[str, Callable[[SourceOptions], ImageFiles]] = {
+    "image-folder": image_folder_files,
+    "celeba": celeba_files,
+}
+
+
+def _load(files: ImageFiles, options: SourceOptions) -> RawData:
+    train, skipped = read_images(files.train, options, crop=files.crop)
+    if files.test is None:
+        return RawData(train=Split(x=train), test=None, skipped=skipped)
+    test, skipped_test = read_images(files.test, options, crop=files.crop)
+    return RawData(train=Split(x=train), test=Split(x=test), skipped=skipped + skipped_test)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -91,42 +123,61 @@ def read_images(
     An unreadable file refuses the whole folder with a DataError naming the first bad files,
     unless ``options.skip_bad_files``: then it is left out and named in the second value.
     """
-    size = options.image_size if options.image_size is not None else DEFAULT_IMAGE_SIZE
-    if options.channels not in (None, 1, 3):
-        raise DataError(f"images can have 1 (grey) or 3 (RGB) channels, not {options.channels}")
-    mode = "L" if options.channels == 1 else "RGB"
+    mode, size = decode_settings(options)
     if not files:
         raise DataError("no image files to read")
-    if size < 1:
-        raise DataError(f"image_size must be a positive number of pixels, not {size}")
-
-    def decode(path: Path) -> np.ndarray | DataError:
-        try:
-            return _decode(path, mode=mode, size=size, crop=crop)
-        except DataError as error:
-            return error
 
     # Pillow releases the GIL while decoding, so threads give a near-linear speed-up.
-    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(decode, files))
+    with ThreadPoolExecutor(max_workers=decode_workers()) as pool:
+        decoded = list(pool.map(lambda path: decode_or_error(path, mode, size, crop), files))
     bad = [
         (path, out) for path, out in zip(files, decoded, strict=True) if isinstance(out, DataError)
     ]
+    check_bad_files(bad, len(files), options)
+    images = [out for out in decoded if not isinstance(out, DataError)]
+    pixels = np.ascontiguousarray(np.stack(images))  # [N, C, S, S] uint8
+    x = torch.from_numpy(pixels)
+    return x.to(torch.float32) / 255.0, tuple(str(path) for path, _ in bad)
+
+
+def decode_settings(options: SourceOptions) -> tuple[str, int]:
+    """(Pillow mode, side in pixels) of the decoded images; ``DataError`` for invalid options."""
+    size = options.image_size if options.image_size is not None else DEFAULT_IMAGE_SIZE
+    if options.channels not in (None, 1, 3):
+        raise DataError(f"images can have 1 (grey) or 3 (RGB) channels, not {options.channels}")
+    if size < 1:
+        raise DataError(f"image_size must be a positive number of pixels, not {size}")
+    return ("L" if options.channels == 1 else "RGB"), size
+
+
+def decode_workers() -> int:
+    """Decoding threads: one per core, at most 16."""
+    return min(16, os.cpu_count() or 1)
+
+
+def decode_or_error(path: Path, mode: str, size: int, crop: int | None) -> np.ndarray | DataError:
+    """One image as uint8 [C, S, S] (see ``read_images``), or the ``DataError`` saying why not."""
+    try:
+        pixels = _decode(path, mode=mode, size=size, crop=crop)  # [S, S] or [S, S, 3]
+    except DataError as error:
+        return error
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def check_bad_files(
+    bad: Sequence[tuple[Path, DataError]], num_files: int, options: SourceOptions
+) -> None:
+    """Refuse unreadable files (``bad``: each with its error) unless ``options.skip_bad_files``;
+    refuse a folder with no readable file at all."""
     if bad and not options.skip_bad_files:
         names = ", ".join(str(path) for path, _ in bad[:3])
         raise DataError(
-            f"{len(bad)} of {len(files)} image files cannot be read ({names}"
+            f"{len(bad)} of {num_files} image files cannot be read ({names}"
             f"{', ...' if len(bad) > 3 else ''}; first: {bad[0][1]}); remove or replace them, "
             "or set data.skip_bad_files = true to train without them"
         )
-    images = [out for out in decoded if not isinstance(out, DataError)]
-    if not images:
-        raise DataError(f"none of the {len(files)} image files can be read ({bad[0][1]})")
-    pixels = np.stack(images)  # [N, S, S] or [N, S, S, 3] uint8
-    if pixels.ndim == 3:
-        pixels = pixels[..., None]
-    x = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))  # [N, C, S, S]
-    return x.to(torch.float32) / 255.0, tuple(str(path) for path, _ in bad)
+    if len(bad) == num_files:
+        raise DataError(f"none of the {num_files} image files can be read ({bad[0][1]})")
 
 
 def _decode(path: Path, *, mode: str, size: int, crop: int | None) -> np.ndarray:

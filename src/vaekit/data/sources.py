@@ -172,7 +172,8 @@ def in_memory(split: Split) -> InMemory:
 
 
 def from_dataset(dataset: Dataset) -> TrainingData:
-    """A library ``Dataset``'s training and validation splits, held in memory."""
-    return TrainingData(
-        in_memory(dataset.train), in_memory(dataset.val), dataset.event_shape, dataset.binarize
-    )
+    """A library ``Dataset``'s training and validation splits: held in memory, except a training
+    split read from disk (``Dataset.train_stream``), which is streamed."""
+    stream = dataset.train_stream
+    train = in_memory(dataset.train) if stream is None else Streamed(stream)
+    return TrainingData(train, in_memory(dataset.val), dataset.event_shape, dataset.binarize)

@@ -92,12 +92,13 @@ def validate_labels(y: object, num_points: int, *, source: str) -> None:
 
 
 def validate_split(split: Split, *, source: str) -> None:
-    """Check one split as ``Dataset`` holds it: float [N, C, H, W] images and matching labels."""
+    """Check one split as ``Dataset`` holds it: float [N, C, H, W] images or [N, D] vectors,
+    and matching labels."""
     validate_images(split.x, source=source)
-    if split.x.ndim != 4 or not split.x.is_floating_point():
+    if split.x.ndim not in (2, 4) or not split.x.is_floating_point():
         raise DataError(
-            f"{source}: a loader must return float [N, C, H, W] images, got dtype "
-            f"{split.x.dtype} and shape {tuple(split.x.shape)}"
+            f"{source}: a loader must return float [N, C, H, W] images or [N, D] vectors, got "
+            f"dtype {split.x.dtype} and shape {tuple(split.x.shape)}"
         )
     if split.y is not None:
         validate_labels(split.y, len(split), source=source)

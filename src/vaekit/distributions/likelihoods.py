@@ -1,8 +1,8 @@
 """Decoder output distributions p(x|z): Bernoulli, Gaussian with fixed σ, Gaussian with learned σ.
 
-Every head turns the decoder network's raw output [B, P·C, H, W] (P parameters per pixel) into a
-``torch.distributions`` object whose event is the whole image, so ``log_prob`` is the
-per-datapoint sum over pixels in nats.
+Every head turns the decoder network's raw output [B, P·C, H, W] for images, or [B, P·D] for
+vectors (P parameters per value), into a ``torch.distributions`` object whose event is the whole
+datapoint, so ``log_prob`` is the per-datapoint sum over pixels (or features) in nats.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ class Likelihood(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, raw: Tensor) -> Distribution:
-        """The distribution p(x|z) whose parameters are ``raw`` [B, P·C, H, W]."""
+        """The distribution p(x|z) whose parameters are ``raw`` [B, P·C, H, W] or [B, P·D]."""
+
+
+def _datapoint(base: Distribution, raw: Tensor) -> Distribution:
+    """``base`` with every dimension after the batch one in its event (one datapoint)."""
+    return Independent(base, raw.dim() - 1, validate_args=False)
 
 
 class BernoulliLikelihood(Likelihood):
@@ -32,7 +37,7 @@ class BernoulliLikelihood(Likelihood):
     def forward(self, raw: Tensor) -> Distribution:
         # validate_args=False so non-binary targets in [0, 1] are scored as cross-entropy, the
         # pytorch/examples convention (not a normalised density for grey data).
-        return Independent(Bernoulli(logits=raw, validate_args=False), 3, validate_args=False)
+        return _datapoint(Bernoulli(logits=raw, validate_args=False), raw)
 
 
 class FixedGaussianLikelihood(Likelihood):
@@ -46,7 +51,7 @@ class FixedGaussianLikelihood(Likelihood):
 
     def forward(self, raw: Tensor) -> Distribution:
         scale = torch.full_like(raw, self.sigma)
-        return Independent(Normal(raw, scale, validate_args=False), 3, validate_args=False)
+        return _datapoint(Normal(raw, scale, validate_args=False), raw)
 
 
 class LearnedGaussianLikelihood(Likelihood):
@@ -65,9 +70,9 @@ class LearnedGaussianLikelihood(Likelihood):
         self.min_scale = float(min_scale)
 
     def forward(self, raw: Tensor) -> Distribution:
-        loc, raw_scale = raw.chunk(2, dim=1)  # [B, C, H, W] each
+        loc, raw_scale = raw.chunk(2, dim=1)  # [B, C, H, W] or [B, D] each
         scale = self.min_scale + F.softplus(raw_scale)
-        return Independent(Normal(loc, scale, validate_args=False), 3, validate_args=False)
+        return _datapoint(Normal(loc, scale, validate_args=False), loc)
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {

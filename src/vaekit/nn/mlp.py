@@ -1,4 +1,4 @@
-"""Multilayer perceptrons: an encoder trunk that flattens images, a decoder that unflattens."""
+"""Multilayer perceptrons: an encoder trunk that flattens datapoints, a decoder that unflattens."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _stack(sizes: Sequence[int], activation: str) -> list[nn.Module]:
 
 
 class MLPTrunk(nn.Module):
-    """x [B, C, H, W] -> features [B, hidden[-1]] (Linear + activation per hidden size)."""
+    """x [B, C, H, W] or [B, D] -> features [B, hidden[-1]] (Linear + activation per layer)."""
 
     def __init__(self, event_shape: Sequence[int], hidden: Sequence[int], activation: str):
         super().__init__()
@@ -35,7 +35,8 @@ class MLPTrunk(nn.Module):
 
 
 class MLPDecoderNet(nn.Module):
-    """z [B, D] -> raw likelihood parameters [B, P·C, H, W] through ``hidden`` (mirrored order)."""
+    """z [B, latent] -> raw likelihood parameters through ``hidden`` (mirrored order):
+    [B, P·C, H, W] for images (C, H, W), [B, P·D] for vectors (D,)."""
 
     def __init__(
         self,
@@ -46,8 +47,7 @@ class MLPDecoderNet(nn.Module):
         params_per_pixel: int = 1,
     ):
         super().__init__()
-        c, h, w = event_shape
-        self.out_shape = (params_per_pixel * c, h, w)
+        self.out_shape = (params_per_pixel * int(event_shape[0]), *map(int, event_shape[1:]))
         sizes = [latent_dim, *hidden]
         self.layers = nn.Sequential(
             *_stack(sizes, activation), nn.Linear(sizes[-1], math.prod(self.out_shape))

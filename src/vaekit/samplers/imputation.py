@@ -1,8 +1,10 @@
 """Missing-pixel imputation: masks of missing pixels and a runner over the imputation kernels.
 
-A mask is a bool tensor [N, C, H, W], True where a pixel is missing; a pixel is missing in
-every channel at once. The runner starts each chain at z_0 ~ p(z) with the missing pixels drawn
-from p(x|z_0) and iterates a kernel of ``IMPUTATION_KERNELS``.
+A mask is a bool tensor [N, C, H, W] (images) or [N, D] (vectors), True where a value is
+missing; a pixel is missing in every channel at once. For vectors, "center" and "left-half"
+hide the middle and the first half of the features. The runner starts each chain at
+z_0 ~ p(z) with the missing values drawn from p(x|z_0) and iterates a kernel of
+``IMPUTATION_KERNELS``.
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ from vaekit.models.base import Autoencoder
 from vaekit.samplers.kernels import IMPUTATION_KERNELS, ChainState
 from vaekit.samplers.markov_chain import MarkovChainSampler, Trajectory
 
-# (num, (C, H, W), generator) -> missing [num, C, H, W]
-MaskMaker = Callable[[int, tuple[int, int, int], torch.Generator | None], Tensor]
+# (num, (C, H, W) or (D,), generator) -> missing [num, *shape]
+MaskMaker = Callable[[int, tuple[int, ...], torch.Generator | None], Tensor]
 
 
-def _broadcast(pixels: Tensor, num: int, shape: tuple[int, int, int]) -> Tensor:
-    """A [H, W] or [N, H, W] pixel mask expanded to [num, C, H, W]."""
+def _broadcast(pixels: Tensor, num: int, shape: tuple[int, ...]) -> Tensor:
+    """A [H, W] or [N, H, W] pixel mask expanded to [num, C, H, W]; [D] or [N, D] to [num, D]."""
+    if len(shape) == 1:
+        return pixels.expand(num, *shape).clone()
     return pixels.expand(num, 1, *shape[1:]).expand(num, *shape).clone()
 
 
 def center_mask(
-    num: int, shape: tuple[int, int, int], generator: torch.Generator | None = None
+    num: int, shape: tuple[int, ...], generator: torch.Generator | None = None
 ) -> Tensor:
-    """The central square of half the image side is missing (inpainting)."""
+    """The central square of half the image side is missing (inpainting); for vectors, the
+    middle half of the features."""
+    if len(shape) == 1:
+        features = torch.zeros(shape, dtype=torch.bool)
+        features[shape[0] // 4 : shape[0] // 4 + max(1, shape[0] // 2)] = True
+        return _broadcast(features, num, shape)
     _, h, w = shape
     pixels = torch.zeros(h, w, dtype=torch.bool)
     pixels[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = True
@@ -37,9 +46,13 @@ def center_mask(
 
 
 def left_half_mask(
-    num: int, shape: tuple[int, int, int], generator: torch.Generator | None = None
+    num: int, shape: tuple[int, ...], generator: torch.Generator | None = None
 ) -> Tensor:
-    """The left half of every image is missing."""
+    """The left half of every image is missing; for vectors, the first half of the features."""
+    if len(shape) == 1:
+        features = torch.zeros(shape, dtype=torch.bool)
+        features[: max(1, shape[0] // 2)] = True
+        return _broadcast(features, num, shape)
     _, h, w = shape
     pixels = torch.zeros(h, w, dtype=torch.bool)
     pixels[:, : w // 2] = True
@@ -48,12 +61,15 @@ def left_half_mask(
 
 def random_mask(
     num: int,
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     generator: torch.Generator | None = None,
     *,
     fraction: float = 0.5,
 ) -> Tensor:
-    """Each pixel independently missing with probability ``fraction`` (different per image)."""
+    """Each pixel (or feature) independently missing with probability ``fraction`` (different
+    per datapoint)."""
+    if len(shape) == 1:
+        return torch.rand(num, *shape, generator=generator) < fraction
     _, h, w = shape
     pixels = torch.rand(num, 1, h, w, generator=generator) < fraction
     return _broadcast(pixels, num, shape)
