@@ -21,7 +21,7 @@ from vaekit.config import DataConfig
 from vaekit.data import dataset_identity, default_data_root
 from vaekit.data.base import Dataset
 from vaekit.errors import ConfigError
-from vaekit.evaluation.context import EvaluationContext, NotApplicable
+from vaekit.evaluation.context import EvaluationContext
 from vaekit.evaluation.evaluator import (
     EVALUATION_FORMAT,
     EVALUATION_FORMAT_VERSION,
@@ -31,7 +31,8 @@ from vaekit.evaluation.evaluator import (
     check_metric_names,
     run_metrics,
 )
-from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, describe, extractor_spec
+from vaekit.evaluation.extractor import ExtractorCache
+from vaekit.evaluation.features import Features, features_for
 from vaekit.evaluation.likelihood import DEFAULT_NUM_IMPORTANCE_SAMPLES
 from vaekit.evaluation.per_example import REPORT_NAME, write_per_example
 from vaekit.files import write_json
@@ -40,21 +41,21 @@ from vaekit.runtime import cpu_has_amx
 
 
 def extractor_data_config(data: DataConfig) -> DataConfig:
-    """The data an extractor is trained on: the run's source without binarisation, with a fixed
-    10 % random validation carve, so every run on one dataset shares one extractor."""
-    return replace(data, binarize="none", val_size=0.1, val_from="random")
+    """The data an extractor is trained (or vectors standardised) on: the run's source in its
+    own units (no binarisation, no ``data.standardize``), with a fixed 10 % random validation
+    carve, so every run on one dataset shares one extractor."""
+    return replace(data, binarize="none", standardize=False, val_size=0.1, val_from="random")
 
 
-def extractor_loader(data: DataConfig) -> Callable[[], FeatureExtractor]:
-    """A function returning the cached (or newly trained) extractor for the run's dataset."""
+def extractor_loader(data: DataConfig) -> Callable[[], Features]:
+    """A function returning the features FID/KID compare for the run's dataset: the cached (or
+    newly trained) classifier or, without labels, autoencoder extractor for images; standardised
+    raw features for vectors (``vaekit.evaluation.features.features_for``)."""
 
-    def load() -> FeatureExtractor:
+    def load() -> Features:
         dataset = build_dataset(extractor_data_config(data), 0)
-        if dataset.num_classes is None:
-            raise NotApplicable(f"dataset {dataset.name!r} has no labels to train an extractor")
-        spec = extractor_spec(dataset.event_shape, dataset.num_classes)
         root = (Path(data.root) if data.root else default_data_root()) / EXTRACTOR_DIR
-        return ExtractorCache(root).get(dataset, spec)
+        return features_for(dataset, ExtractorCache(root))
 
     return load
 
@@ -171,7 +172,7 @@ def evaluate_run(
             "seed": seed,
             "device": str(ctx.device),
             "torch_threads": torch.get_num_threads(),
-            "feature_extractor": describe(extractor)
+            "feature_extractor": extractor.describe()
             if (extractor := ctx.loaded_extractor())
             else None,
             "seconds": round(time.perf_counter() - started, 3),

@@ -3,6 +3,7 @@
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
 from vaekit.evaluation.evaluator import METRICS, format_table, run_metrics
 from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor, train_extractor
+from vaekit.evaluation.features import Features, StandardisedFeatures, features_for
 from vaekit.evaluation.latent import (
     active_units,
     gaussian_fit_kl,
@@ -32,13 +33,16 @@ __all__ = [
     "EvaluationContext",
     "ExtractorCache",
     "FeatureExtractor",
+    "Features",
     "MetricResult",
     "NotApplicable",
     "PairedDifference",
+    "StandardisedFeatures",
     "active_units",
     "compare_evaluations",
     "elbo_terms",
     "feature_scores",
+    "features_for",
     "fid",
     "format_table",
     "frechet_distance",

@@ -15,7 +15,7 @@ from vaekit.data.base import Dataset, Split
 from vaekit.models.base import Autoencoder
 
 if TYPE_CHECKING:
-    from vaekit.evaluation.extractor import FeatureExtractor
+    from vaekit.evaluation.features import Features
 
 MetricResult = dict[str, Any]
 
@@ -30,8 +30,9 @@ class EvaluationContext:
 
     ``dataset`` holds the splits exactly as the model was trained and scored on them (binarised
     if the run was); ``load_grey`` returns the same splits without binarisation (the real images
-    that generated samples are compared with); ``load_extractor`` returns the feature extractor
-    for FID/KID. Both are called at most once, and only by the metrics that need them.
+    that generated samples are compared with); ``load_extractor`` returns the features FID/KID
+    compare (a trained conv extractor for images, standardised raw features for vectors). Both
+    are called at most once, and only by the metrics that need them.
     """
 
     model: Autoencoder
@@ -45,7 +46,7 @@ class EvaluationContext:
     compile: bool = False  # torch.compile the likelihood's elementwise work where it helps
     matmul: str = "float32"  # the likelihood's decoder product (accel/bfloat16x3.py)
     load_grey: Callable[[], Dataset] | None = None
-    load_extractor: Callable[[], FeatureExtractor] | None = None
+    load_extractor: Callable[[], Features] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     # Per-datapoint values ([N], higher is better) that metrics keep for paired comparisons:
     # written beside the report (evaluation/per_example.py).
@@ -64,7 +65,7 @@ class EvaluationContext:
 
     @property
     def num_dims(self) -> int:
-        """Dimensions of one datapoint (C·H·W), for bits per dimension."""
+        """Dimensions of one datapoint (C·H·W, or D for vectors), for bits per dimension."""
         return math.prod(self.dataset.event_shape)
 
     def generator(self, offset: int = 0) -> torch.Generator:
@@ -83,15 +84,16 @@ class EvaluationContext:
         return self.load_grey()
 
     @cached_property
-    def extractor(self) -> FeatureExtractor:
-        """The dataset's feature extractor (trained on first use, then read from the cache)."""
+    def extractor(self) -> Features:
+        """The dataset's features for FID/KID (an extractor is trained on first use, then read
+        from the cache)."""
         if self.load_extractor is None:
             raise NotApplicable("no feature extractor was configured for this evaluation")
         return self.load_extractor()
 
-    def loaded_extractor(self) -> FeatureExtractor | None:
-        """The extractor if a metric has loaded it, else None (for provenance)."""
-        extractor: FeatureExtractor | None = self.__dict__.get("extractor")
+    def loaded_extractor(self) -> Features | None:
+        """The features if a metric has loaded them, else None (for provenance)."""
+        extractor: Features | None = self.__dict__.get("extractor")
         return extractor
 
     def require_density(self, what: str) -> None:

@@ -1,10 +1,12 @@
-"""Sample quality on extractor features: FID, KID, and precision/recall (k-NN manifolds).
+"""Sample quality on features: FID, KID, and precision/recall (k-NN manifolds).
 
-The functions take feature matrices (or images plus an extractor), so samples from any sampler,
-including Markov chains, can be scored. FID (Heusel et al. 2017) is the Fréchet distance of
-Gaussians fitted to the features; KID (Bińkowski et al. 2018) the unbiased MMD² with the cubic
-polynomial kernel, averaged over subsets; precision and recall follow Kynkäänniemi et al. 2019
-with k = 3. Every number is keyed by the extractor's hash: "fid-<hash>", never Inception FID.
+The functions take feature matrices (or data plus ``Features``), so samples from any sampler,
+including Markov chains, can be scored. Images are embedded by a conv extractor vaekit trains
+itself, vectors by standardising their raw columns (``features.py``). FID (Heusel et al. 2017)
+is the Fréchet distance of Gaussians fitted to the features; KID (Bińkowski et al. 2018) the
+unbiased MMD² with the cubic polynomial kernel, averaged over subsets; precision and recall
+follow Kynkäänniemi et al. 2019 with k = 3. Every number is keyed by the features' hash:
+"fid-<hash>", never Inception FID.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
-from vaekit.evaluation.extractor import FeatureExtractor, describe
+from vaekit.evaluation.features import Features
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -126,43 +128,63 @@ def feature_scores(
 
 
 def sample_quality(
-    extractor: FeatureExtractor,
+    extractor: Features,
     real: Tensor,
     samples: Tensor,
     *,
     generator: torch.Generator | None = None,
 ) -> MetricResult:
-    """FID, KID and precision/recall of ``samples`` [M, C, H, W] against ``real`` [N, C, H, W].
+    """FID, KID and precision/recall of ``samples`` [M, ...] against ``real`` [N, ...].
 
-    Keys carry the extractor's hash, e.g. ``fid-<hash>``; any sampler's output can be scored.
+    Keys carry the features' hash, e.g. ``fid-<hash>``; any sampler's output can be scored.
     """
     return feature_scores(
         extractor.embed(real), extractor.embed(samples), extractor.hash, generator=generator
     )
 
 
+def uniform_noise(real: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """Noise shaped like ``real``: uniform in [0, 1] for images [N, C, H, W] (the pixel range),
+    uniform in each feature's observed [min, max] for vectors [N, D] (``noise_range``)."""
+    noise = torch.rand(real.shape, generator=generator, dtype=real.dtype)
+    if real.ndim == 4:
+        return noise
+    low, high = real.amin(0), real.amax(0)  # [D]
+    return low + (high - low) * noise
+
+
+def noise_range(real: Tensor) -> str:
+    """Where ``uniform_noise`` draws from, in words, for the report."""
+    return "uniform in [0, 1]" if real.ndim == 4 else "uniform in each feature's range"
+
+
 def sanity_references(
-    extractor: FeatureExtractor,
+    extractor: Features,
     real: Tensor,
     real_features: Tensor,
     *,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """The FID scale: one half of ``real`` against the other, and ``real`` against uniform noise."""
+    """The FID and KID scale: one half of ``real`` against the other (how close two sets of real
+    data are), and ``real`` against ``uniform_noise`` (how far data without structure is)."""
     order = torch.randperm(len(real), generator=generator)
     half = len(real) // 2
-    noise = torch.rand(real.shape, generator=generator, dtype=real.dtype)
+    noise_features = extractor.embed(uniform_noise(real, generator=generator))
+    first, second = real_features[order[:half]], real_features[order[half:]]
     return {
-        "fid_half_vs_half": fid(real_features[order[:half]], real_features[order[half:]]),
-        "fid_noise_vs_real": fid(real_features, extractor.embed(noise)),
+        "fid_half_vs_half": fid(first, second),
+        "fid_noise_vs_real": fid(real_features, noise_features),
+        "kid_half_vs_half": kid(first, second, generator=generator)[0],
+        "kid_noise_vs_real": kid(real_features, noise_features, generator=generator)[0],
     }
 
 
 def sample_quality_metric(ctx: EvaluationContext) -> MetricResult:
-    """FID/KID/precision/recall of ``ctx.num_samples`` samples from the default sampler."""
+    """FID/KID/precision/recall of ``ctx.num_samples`` samples from the default sampler, on
+    ``ctx.extractor``'s features (trained conv features for images, standardised raw features
+    for vectors)."""
     from vaekit.figures import default_sampler
 
-    ctx.require_labels("the feature extractor for FID")
     extractor = ctx.extractor
     real = getattr(ctx.grey, ctx.split).x
     generator = ctx.generator(4)
@@ -175,14 +197,18 @@ def sample_quality_metric(ctx: EvaluationContext) -> MetricResult:
     )
     if samples.shape[1:] != real.shape[1:]:
         raise NotApplicable(f"samples {tuple(samples.shape[1:])} differ from data shape")
+    standardization = ctx.dataset.standardization
+    if standardization is not None:  # features see the data's own units, whatever the run's
+        real, samples = standardization.invert(real), standardization.invert(samples)
     reference_generator = torch.Generator().manual_seed(ctx.seed)
     real_features = extractor.embed(real)
     result = feature_scores(
         real_features, extractor.embed(samples), extractor.hash, generator=reference_generator
     )
     result["sampler"] = type(sampler).__name__
-    result["reference"] = sanity_references(
-        extractor, real, real_features, generator=reference_generator
-    )
-    result["extractor"] = describe(extractor)
+    result["reference"] = {
+        **sanity_references(extractor, real, real_features, generator=reference_generator),
+        "noise": noise_range(real),
+    }
+    result["extractor"] = extractor.describe()
     return result
