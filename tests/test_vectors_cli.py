@@ -73,7 +73,7 @@ def test_a_vector_run_stores_its_statistics_and_draws_readable_figures(
 ) -> None:
     run, _ = vector_run
     meta = json.loads((run / "config.json").read_text())
-    assert meta["event_shape"] == [13]
+    assert meta["event_shape"] == [13] and meta["feature_names"] == [f"f{i}" for i in range(13)]
     assert meta["standardization"]["shape"] == [13] and len(meta["standardization"]["std"]) == 13
     for name in ("samples", "pairs", "reconstructions", "latent", "curves"):
         width, height = Image.open(run / f"{name}.png").size
@@ -91,7 +91,7 @@ def test_samples_as_numbers_are_in_the_data_units(
                      "--decode", "sample", "--out", str(out)]) == 0  # fmt: skip
     samples = np.load(tmp_path / "s.npy")
     from_csv = np.genfromtxt(tmp_path / "s.csv", delimiter=",", names=True)
-    assert samples.shape == (500, 13) and from_csv.dtype.names[0] == "feature_0"
+    assert samples.shape == (500, 13) and from_csv.dtype.names[:2] == ("f0", "f1")
     np.testing.assert_array_equal(from_csv.view(np.float64).reshape(500, 13), samples)
     # Feature scales span 0.1 to 1000: in the data's units the spreads of draws of p(x|z) follow
     # the table's (standardised samples would all have mean ~0 and spread ~1).

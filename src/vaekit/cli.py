@@ -161,12 +161,12 @@ def _vector_samples(
     if args.format == "npy":
         return write_npy(out, samples)
     if args.format == "csv":
-        return write_csv(out, samples)
+        return write_csv(out, samples, names=run.feature_names)
     dataset = dataset or build_dataset(run.config.data, run.config.train.seed)
     real = dataset.train.x[:5000]
     if dataset.standardization is not None:
         real = dataset.standardization.invert(real)
-    return vector_plots.save_marginals(real, samples, out)
+    return vector_plots.save_marginals(real, samples, out, names=run.feature_names or None)
 
 
 def _parse_steps(text: str) -> list[int]:
@@ -238,7 +238,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
             ("decoded" if k == 0 else f"+{k} chain steps"): _in_units(run, images[k].cpu())
             for k in chain_steps
         }
-        print(f"wrote {vector_plots.save_paths(paths, args.out)}")
+        out = vector_plots.save_paths(paths, args.out, names=run.feature_names or None)
+        print(f"wrote {out}")
         return 0
     rows, labels = [], []
     for i in range(args.pairs):
@@ -294,6 +295,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
             _in_units(run, completed[-1]),
             args.out,
             only=missing.cpu(),
+            names=run.feature_names or None,
             title=f"{title}, step {steps[-1]}",
             ylabel="imputed",
         )
@@ -312,7 +314,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     recon = run.model.reconstruct(x).cpu()
     if x.dim() == 2:  # vectors: reconstructed against true values, in the data's units
         out = vector_plots.save_vector_reconstructions(
-            _in_units(run, x.cpu()), _in_units(run, recon), args.out
+            _in_units(run, x.cpu()),
+            _in_units(run, recon),
+            args.out,
+            names=run.feature_names or None,
         )
     else:
         out = plots.save_reconstructions(x.cpu(), recon, args.out)

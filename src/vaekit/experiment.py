@@ -247,7 +247,11 @@ def _train(
         config_hash=state_hash,
         facts=facts,
         write_config=lambda: write_run_config(
-            run, config, dataset.event_shape, standardization=dataset.standardization
+            run,
+            config,
+            dataset.event_shape,
+            standardization=dataset.standardization,
+            feature_names=dataset.feature_names,
         ),
         argv=argv,
         extend=extended,
@@ -257,7 +261,14 @@ def _train(
             trainer.model, dataset, run, trainer.history, seed=train_cfg.seed
         )
     )
-    return Run(run, config, dataset.event_shape, trainer.model, dataset.standardization)
+    return Run(
+        run,
+        config,
+        dataset.event_shape,
+        trainer.model,
+        dataset.standardization,
+        dataset.feature_names,
+    )
 
 
 def make_trainer(

@@ -1,9 +1,11 @@
 """Samples (or any datapoints) written out as numbers: ``.npy`` keeps the shape, ``.csv`` has one
-row per datapoint with a header (``feature_0`` ... for vectors, ``c0_y0_x0`` ... for images)."""
+row per datapoint with a header (the feature names where known, else ``feature_0`` ... for
+vectors, ``c0_y0_x0`` ... for images)."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +25,14 @@ def write_npy(path: str | Path, x: Tensor) -> Path:
     return atomic_write(Path(path), write)
 
 
-def write_csv(path: str | Path, x: Tensor) -> Path:
-    """x [N, *event_shape] as CSV: a header, then one row of ``repr``-exact floats per point."""
+def write_csv(path: str | Path, x: Tensor, *, names: Sequence[str] = ()) -> Path:
+    """x [N, *event_shape] as CSV: a header (``names`` where given), then one row of
+    ``repr``-exact floats per point."""
     values = x.detach().cpu().float().flatten(1).numpy()
     shape = tuple(x.shape[1:])
-    header = [column_name(i, shape) for i in range(values.shape[1])]
+    header = list(names) or [column_name(i, shape) for i in range(values.shape[1])]
+    if len(header) != values.shape[1]:
+        raise ValueError(f"{len(header)} column names for {values.shape[1]} values per row")
 
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:

@@ -92,8 +92,11 @@ def _vector_figures(
     recon = torch.cat([model.reconstruct(b.to(device)).cpu() for b in val.split(1000)])
     if dataset.standardization is not None:
         real, samples, val, recon = map(dataset.standardization.invert, (real, samples, val, recon))
+    names = dataset.feature_names or None
     return [
-        vector_plots.save_marginals(real, samples, run.figure("samples")),
-        vector_plots.save_pairs(real, samples, run.figure("pairs")),
-        vector_plots.save_vector_reconstructions(val, recon, run.figure("reconstructions")),
+        vector_plots.save_marginals(real, samples, run.figure("samples"), names=names),
+        vector_plots.save_pairs(real, samples, run.figure("pairs"), names=names),
+        vector_plots.save_vector_reconstructions(
+            val, recon, run.figure("reconstructions"), names=names
+        ),
     ]

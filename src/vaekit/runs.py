@@ -32,6 +32,7 @@ class Run:
     event_shape: tuple[int, ...]
     model: Autoencoder
     standardization: Standardization | None = None
+    feature_names: tuple[str, ...] = ()
 
 
 # config.json's "model" entry for a model whose architecture was built in Python: the run holds
@@ -46,13 +47,15 @@ def write_run_config(
     *,
     python_class: str | None = None,
     standardization: Standardization | None = None,
+    feature_names: tuple[str, ...] = (),
 ) -> None:
     """Write config.json: the fully resolved config plus what is needed to rebuild the model.
 
     ``python_class`` (the model's qualified class name) marks a model built in Python, which
     the config cannot rebuild: ``vaekit.load`` then needs the architecture passed in.
     ``standardization`` (the training split's feature statistics) lets commands map samples
-    back to the data's units without loading the data.
+    back to the data's units without loading the data; ``feature_names`` name the columns of
+    vectors in figures and exported samples.
     """
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
@@ -67,6 +70,8 @@ def write_run_config(
         meta["model"] = {"built": BUILT_IN_PYTHON, "class": python_class}
     if standardization is not None:
         meta["standardization"] = standardization.to_json()
+    if feature_names:
+        meta["feature_names"] = list(feature_names)
     write_json(run.config, meta)
 
 
@@ -74,6 +79,14 @@ def run_standardization(path: str | Path) -> Standardization | None:
     """The feature statistics a run's data were standardised with, or None."""
     entry = _read_meta(path).get("standardization")
     return None if entry is None else Standardization.from_json(entry)
+
+
+def run_feature_names(path: str | Path) -> tuple[str, ...]:
+    """The names of a vector run's features (its CSV header), or () where none were recorded."""
+    names = _read_meta(path).get("feature_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{str(RunDir(Path(path)).config)!r}: feature_names is malformed")
+    return tuple(names)
 
 
 DATA_PATH_KEYS = ("path", "root")
@@ -162,7 +175,14 @@ def load_run(
     model = build_model(config.model, event_shape)
     load_weights(run.model, model)
     model.eval()
-    return Run(run, config, event_shape, model.to(device), run_standardization(path))
+    return Run(
+        run,
+        config,
+        event_shape,
+        model.to(device),
+        run_standardization(path),
+        run_feature_names(path),
+    )
 
 
 def load(

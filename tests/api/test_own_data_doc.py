@@ -68,4 +68,4 @@ def test_the_own_data_how_to_runs(
         "wine",
     ]  # fmt: skip  (the refused commands left no run directory)
     header = (tmp_path / "wine-samples.csv").read_text().splitlines()[0]
-    assert header.split(",")[:2] == ["feature_0", "feature_1"]
+    assert header.split(",")[:2] == ["alcohol", "malic_acid"]

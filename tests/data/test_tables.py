@@ -44,7 +44,7 @@ def test_csv_with_a_string_label_column(tmp_path: Path) -> None:
     assert raw.train.x.dtype == torch.float32 and raw.train.x.shape == (3, 2)
     assert raw.train.x.tolist() == [[1.5, 2.0], [-3.0, 400.0], [0.0, 1.0]]
     assert raw.train.y is not None and raw.train.y.tolist() == [0, 1, 0]  # sorted class names
-    assert raw.value_range == "real"
+    assert raw.value_range == "real" and raw.feature_names == ("a", "b")
 
 
 def test_csv_integer_labels_are_kept(tmp_path: Path) -> None:

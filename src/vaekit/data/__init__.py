@@ -182,6 +182,7 @@ def load_dataset(
         identity=dataset_identity(name, binarize, splits, raw.extras),
         extras=raw.extras,
         skipped=raw.skipped,
+        feature_names=raw.feature_names,
         standardization=standardization,
     )
 

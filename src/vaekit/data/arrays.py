@@ -42,11 +42,20 @@ def load_arrays(options: SourceOptions) -> RawData:
             f"data.label_column names a column of a .csv file, but {path} is not one; "
             "in an .npz file save the labels as y"
         )
-    arrays = read_csv(path, options.label_column) if path.suffix == ".csv" else _read(path)
+    names: tuple[str, ...] = ()
+    if path.suffix == ".csv":
+        arrays, names = read_csv(path, options.label_column)
+    else:
+        arrays = _read(path)
     train = _to_split(arrays, "x_train" if "x_train" in arrays else "x", path)
     test = _to_split(arrays, "x_test", path) if "x_test" in arrays else None
     value_range = value_range_of(train.x, *([test.x] if test is not None else []))
-    return RawData(train=train, test=test, value_range=cast(Literal["unit", "real"], value_range))
+    return RawData(
+        train=train,
+        test=test,
+        value_range=cast(Literal["unit", "real"], value_range),
+        feature_names=names,
+    )
 
 
 def to_event_layout(x: np.ndarray, *, source: str) -> np.ndarray:
@@ -61,8 +70,9 @@ def to_event_layout(x: np.ndarray, *, source: str) -> np.ndarray:
     return x
 
 
-def read_csv(path: Path, label_column: str | None) -> dict[str, np.ndarray]:
-    """``{"x": [N, D] float64}`` (and ``"y"``) from a CSV file with a header row."""
+def read_csv(path: Path, label_column: str | None) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """``{"x": [N, D] float64}`` (and ``"y"``) from a CSV file with a header row, and the names
+    of the D feature columns."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -102,7 +112,7 @@ def read_csv(path: Path, label_column: str | None) -> dict[str, np.ndarray]:
     if not features:
         raise DataError(f"{path}: no feature columns besides the label column {label_column!r}")
     arrays["x"] = np.stack(features, axis=1)
-    return arrays
+    return arrays, tuple(columns)
 
 
 def _is_number(text: str) -> bool:

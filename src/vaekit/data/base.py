@@ -36,6 +36,7 @@ class RawData:
     ``value_range`` is "unit" when every value lies in [0, 1] (images), "real" otherwise.
     ``extras`` holds known ground truth, e.g. the pPCA parameters ``W``, ``mu``, ``sigma``.
     ``skipped`` names the files left out as unreadable (``SourceOptions.skip_bad_files``).
+    ``feature_names`` names the features of vectors (a CSV file's header), or is empty.
     """
 
     train: Split
@@ -43,6 +44,7 @@ class RawData:
     value_range: Literal["unit", "real"] = "unit"
     extras: dict[str, Tensor] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()  # unreadable files left out (``skip_bad_files``)
+    feature_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Dataset:
     identity: str
     extras: dict[str, Tensor] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()  # the names of a vector's features (a CSV header)
     # per-feature statistics the splits were standardised with (``data.standardize``), or None
     standardization: Standardization | None = None
     # the training images read from disk batch by batch (items float [C, H, W]), or None; when
