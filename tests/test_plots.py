@@ -250,14 +250,12 @@ def test_long_rows_stay_under_the_size_limit(tmp_path: Path) -> None:
 
 def test_vector_figures_have_a_fixed_size_whatever_the_data(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
-    for d in (3, 60):
-        real, fake = torch.randn(1000, d, generator=g) * 1e4, torch.randn(1000, d, generator=g)
-        for name, write in (
-            ("m", vector_plots.save_marginals),
-            ("p", vector_plots.save_pairs),
-            ("r", vector_plots.save_vector_reconstructions),
-        ):
-            out = write(real, fake, tmp_path / f"{name}{d}.png")
-            assert max(Image.open(out).size) <= 1500
-        paths = vector_plots.save_paths({"a": torch.randn(9, 4, d)}, tmp_path / f"t{d}.png")
-        assert max(Image.open(paths).size) <= 1500
+    real, fake = torch.randn(1000, 60, generator=g) * 1e4, torch.randn(1000, 60, generator=g)
+    for name, write in (
+        ("m", vector_plots.save_marginals),
+        ("p", vector_plots.save_pairs),
+        ("r", vector_plots.save_vector_reconstructions),
+    ):
+        assert max(Image.open(write(real, fake, tmp_path / f"{name}.png")).size) <= 1500
+    paths = vector_plots.save_paths({"a": torch.randn(9, 4, 60)}, tmp_path / "t.png")
+    assert max(Image.open(paths).size) <= 1500
