@@ -170,7 +170,7 @@ def test_save_latent_scatter_pca_reports_explained_variance(
 
 def test_save_curves_panels_from_partial_keys(tmp_path: Path, figures: list[Figure]) -> None:
     records = [
-        {"epoch": e, "train/loss": 100 / e, "val/loss": 110 / e, "val/kl": 5.0 + e, "lr": 1e-3}
+        {"epoch": e, "train/loss": 100 / e, "val/loss": 110 / e, "val/kl": 5.0 + e, "lr": 1e-3 / e}
         for e in range(1, 6)
     ]
     records[2]["note"] = "restarted"  # type: ignore[assignment]  # non-numeric: ignored
@@ -178,7 +178,7 @@ def test_save_curves_panels_from_partial_keys(tmp_path: Path, figures: list[Figu
     assert min(_png(path).size) >= 200
     visible = [ax for ax in figures[0].axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == [
-        "loss (negative ELBO)",
+        "objective  recon + KL weight × KL",
         "KL(q(z|x) ‖ p(z))",
         "learning rate",
     ]
@@ -259,3 +259,75 @@ def test_vector_figures_have_a_fixed_size_whatever_the_data(tmp_path: Path) -> N
         assert max(Image.open(write(real, fake, tmp_path / f"{name}.png")).size) <= 1500
     paths = vector_plots.save_paths({"a": torch.randn(9, 4, 60)}, tmp_path / "t.png")
     assert max(Image.open(paths).size) <= 1500
+
+
+def _history(beta: float = 1.0, skipped: float = 0.0) -> list[dict[str, float]]:
+    """Epoch rows as the trainer writes them (a VAE; ``beta`` on the KL)."""
+    rows = []
+    for e in range(1, 5):
+        row: dict[str, float] = {"epoch": float(e)}
+        for split, offset in (("train", 0.0), ("val", 2.0)):
+            recon, kl = 100.0 / e + offset, 5.0 + e
+            row |= {
+                f"{split}/recon": recon,
+                f"{split}/kl": kl,
+                f"{split}/elbo": -(recon + kl),
+                f"{split}/loss": recon + beta * kl,
+                f"{split}/weighted_kl": beta * kl,
+                f"{split}/kl_weight": beta,
+            }
+        row |= {"val/bits_per_dim": 0.1 / e, "lr": 1e-3, "skipped_steps": skipped}
+        rows.append(row)
+    return rows
+
+
+def test_curves_have_no_constant_panel_and_pair_train_with_val() -> None:
+    panels, _ = plots.curve_panels(_history(), num_dims=64)
+    names = [panel.name for panel in panels]
+    # beta = 1: the objective is the negative ELBO, one panel; the constant lr, KL weight and
+    # skipped_steps = 0 have none, and weighted_kl is the objective's part, not a panel
+    assert names == ["neg_elbo", "recon", "kl", "bits_per_dim"]
+    assert panels[0].title.startswith("objective = negative ELBO")
+    for panel in panels:
+        values = [y for _, ys in panel.series.values() for y in ys]
+        assert len(set(values)) > 1, panel.name
+        assert set(panel.series) == {"train", "val"}, panel.name  # bits/dim: train filled in
+    bits = panels[-1].series["train"][1]
+    assert bits[0] == pytest.approx((100.0 + 6.0) / (64 * np.log(2.0)))
+
+
+def test_curves_show_objective_and_negative_elbo_apart_when_beta_weights_the_kl() -> None:
+    panels, _ = plots.curve_panels(_history(beta=4.0, skipped=3.0))
+    by_name = {panel.name: panel for panel in panels}
+    assert list(by_name)[:2] == ["loss", "neg_elbo"]
+    assert "KL weight" in by_name["loss"].title and "negative ELBO" in by_name["neg_elbo"].title
+    assert by_name["neg_elbo"].series["train"][1][0] == pytest.approx(106.0)
+    assert "skipped_steps" in by_name  # a count that is not 0 is shown, constant or not
+    assert "kl_weight" not in by_name and "lr" not in by_name
+
+
+def test_manifold_grid_covers_every_code(tmp_path: Path, figures: list[Figure]) -> None:
+    generator = torch.Generator().manual_seed(0)
+    # a central cluster and two outer ones, far past the Normal(0, 1) 5-95 % quantiles
+    codes = torch.cat(
+        [
+            torch.randn(500, 2, generator=generator),
+            torch.randn(50, 2, generator=generator) * 0.3 + torch.tensor([4.0, -3.5]),
+            torch.randn(50, 2, generator=generator) * 0.3 + torch.tensor([-5.0, 3.0]),
+        ]
+    )
+    z1, z2 = plots.manifold_axes(codes, grid_size=12)
+    assert (codes[:, 0] >= z1.min()).all() and (codes[:, 0] <= z1.max()).all()
+    assert (codes[:, 1] >= z2.min()).all() and (codes[:, 1] <= z2.max()).all()
+    seen: list[torch.Tensor] = []
+
+    def decode_mean(z: torch.Tensor) -> torch.Tensor:
+        seen.append(z)
+        return torch.zeros(len(z), 1, 4, 4)
+
+    plots.save_manifold(decode_mean, tmp_path / "m.png", codes=codes, grid_size=12)
+    (z,) = seen
+    low, high = z.amin(0), z.amax(0)
+    assert (codes >= low).all() and (codes <= high).all()
+    with pytest.raises(ValueError, match="codes"):
+        plots.manifold_axes(torch.zeros(3, 3))

@@ -117,11 +117,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.num_samples is not None and args.num_samples < 1:
         raise VaekitError(f"--num-samples must be at least 1, got {args.num_samples}")
     if cls is MarkovChainSampler:
-        if args.format != "png" and len(run.event_shape) == 3:
-            raise VaekitError(
-                "--format npy/csv with --sampler markov-chain writes vectors; for images it "
-                "draws one figure row per step: use --format png"
-            )
         return _sample_chain(args, run, generator)
     for option in ("steps", "start"):
         if getattr(args, option) is not None:
@@ -138,10 +133,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     samples = sampler.sample(args.num_samples or default_count, generator=generator).cpu()
     if images and args.format == "png":
         out = plots.save_image_grid(
-            samples, args.out or "samples.png", title=f"{args.sampler} samples"
+            samples, _out(args, run, f"sample-{args.sampler}"), title=f"{args.sampler} samples"
         )
     else:
-        out = _vector_samples(args, run, samples, dataset)
+        out = _write_samples(args, run, samples, dataset, f"sample-{args.sampler}")
     print(f"wrote {out}")
     return 0
 
@@ -151,13 +146,22 @@ def _in_units(run: Run, x: torch.Tensor) -> torch.Tensor:
     return x if run.standardization is None else run.standardization.invert(x)
 
 
-def _vector_samples(
-    args: argparse.Namespace, run: Run, samples: torch.Tensor, dataset: Dataset | None
+def _out(args: argparse.Namespace, run: Run, name: str, suffix: str = "png") -> Path:
+    """``--out`` where given, else the command's own path in the run (``RunDir.output``)."""
+    return Path(args.out) if args.out else run.dir.output(name, suffix)
+
+
+def _write_samples(
+    args: argparse.Namespace,
+    run: Run,
+    samples: torch.Tensor,
+    dataset: Dataset | None,
+    name: str,
 ) -> Path:
     """Samples as numbers (npy, csv) or, for vectors, as marginals against the training data
     (png); in the data's own units where it was standardised."""
     samples = _in_units(run, samples)
-    out = Path(args.out or f"samples.{args.format}")
+    out = _out(args, run, name, args.format)
     if args.format == "npy":
         return write_npy(out, samples)
     if args.format == "csv":
@@ -181,7 +185,8 @@ def _parse_steps(text: str) -> list[int]:
 
 
 def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator) -> int:
-    """One figure row per recorded step of the encode-decode chain (Creswell et al. 2016)."""
+    """One figure row per recorded step of the encode-decode chain (Creswell et al. 2016); for
+    vectors, or with ``--format npy|csv``, the samples of the last recorded step."""
     steps = _parse_steps(args.steps or "0,1,5,10")
     start = args.start or "prior"
     data = None
@@ -193,15 +198,19 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
     trajectory = sampler.run(count, steps[-1], record=steps, generator=generator)
     rows = [sampler.decode_latent(trajectory.states[t].z, generator=generator) for t in steps]
     title = f"Markov chain from {start} ({args.decode} decoding)"
-    if images:
+    name = "sample-markov-chain"
+    name += "" if start == "prior" else f"-from-{start}"
+    name += "" if args.decode == "mean" else f"-{args.decode}"
+    name += "-" + "-".join(map(str, steps))
+    if images and args.format == "png":
         out = plots.save_rows(
             [r.cpu() for r in rows],
-            args.out or "samples.png",
+            _out(args, run, name),
             row_labels=[f"step {t}" for t in steps],
             title=title,
         )
-    else:  # vectors: the last recorded step against the training data
-        out = _vector_samples(args, run, rows[-1].cpu(), None)
+    else:  # numbers, or vectors against the training data: the last recorded step
+        out = _write_samples(args, run, rows[-1].cpu(), None, name)
     power = trajectory.diagnostics["latent_power"]
     assert isinstance(power, list)
     for t in steps[1:] if steps[0] == 0 else steps:
@@ -221,6 +230,10 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     x = split[: 2 * args.pairs].to(_device(args))
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     chain_steps = [0] if args.chain_steps == 0 else [0, args.chain_steps]
+    name = f"interpolation-{args.method}" + (
+        f"-chain-{args.chain_steps}" if args.chain_steps else ""
+    )
+    out_path = _out(args, run, name)
     images = {}
     for k in chain_steps:
         path = interpolate_images(  # [T, P, D]
@@ -238,7 +251,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
             ("decoded" if k == 0 else f"+{k} chain steps"): _in_units(run, images[k].cpu())
             for k in chain_steps
         }
-        out = vector_plots.save_paths(paths, args.out, names=run.feature_names or None)
+        out = vector_plots.save_paths(paths, out_path, names=run.feature_names or None)
         print(f"wrote {out}")
         return 0
     rows, labels = [], []
@@ -249,7 +262,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     title = f"{args.method} interpolation"
     if args.chain_steps:
         title += f", each point refined by {args.chain_steps} chain steps"
-    out = plots.save_rows(rows, args.out, row_labels=labels, title=title)
+    out = plots.save_rows(rows, out_path, row_labels=labels, title=title)
     print(f"wrote {out}")
     return 0
 
@@ -285,6 +298,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
         torch.where(missing, run.model.decode_mean(trajectory.states[t].z), x).cpu() for t in steps
     ]
     title = f"{args.method} imputation, {args.mask} mask"
+    out_path = _out(args, run, f"imputation-{args.mask}-{args.method}")
     for t, values in zip(steps, completed, strict=True):
         squared = float((values - x.cpu())[missing.cpu()].square().mean())
         units = " (standardised units)" if run.standardization is not None else ""
@@ -293,7 +307,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
         out = vector_plots.save_vector_reconstructions(
             _in_units(run, x.cpu()),
             _in_units(run, completed[-1]),
-            args.out,
+            out_path,
             only=missing.cpu(),
             names=run.feature_names or None,
             title=f"{title}, step {steps[-1]}",
@@ -302,7 +316,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
     else:
         rows = [x.cpu(), torch.where(missing, 0.5, x).cpu(), *completed]
         labels = ["original", "observed", *[f"step {t}" for t in steps]]
-        out = plots.save_rows(rows, args.out, row_labels=labels, title=title)
+        out = plots.save_rows(rows, out_path, row_labels=labels, title=title)
     if "acceptance_rate" in trajectory.diagnostics:
         print(f"acceptance rate: {trajectory.diagnostics['acceptance_rate']:.3f}")
     print(f"wrote {out}")
@@ -312,15 +326,16 @@ def cmd_impute(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     run, x = _run_and_images(args)
     recon = run.model.reconstruct(x).cpu()
+    out_path = _out(args, run, f"reconstructions-{args.split}")
     if x.dim() == 2:  # vectors: reconstructed against true values, in the data's units
         out = vector_plots.save_vector_reconstructions(
             _in_units(run, x.cpu()),
             _in_units(run, recon),
-            args.out,
+            out_path,
             names=run.feature_names or None,
         )
     else:
-        out = plots.save_reconstructions(x.cpu(), recon, args.out)
+        out = plots.save_reconstructions(x.cpu(), recon, out_path)
     print(f"wrote {out}")
     return 0
 
@@ -340,6 +355,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import evaluate_run
     from vaekit.evaluation import format_table
+    from vaekit.evaluation.progress import Progress
     from vaekit.runtime import configure_threads
 
     configure_threads(args.threads)
@@ -351,13 +367,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         num_importance_samples=args.num_importance_samples,
         num_samples=args.num_samples,
         batch_size=args.batch_size,
+        elbo_samples=args.elbo_samples,
         seed=args.seed,
         device=_device(args),
         compile=args.compile,
         matmul=args.matmul,
         out=args.out,
         **_data_paths(args),
-        log=lambda line: print(line, file=sys.stderr),
+        log=None if args.quiet else lambda line: print(line, file=sys.stderr),
+        progress=Progress(enabled=not args.quiet),
         argv=["vaekit", *sys.argv[1:]],
     )
     print(format_table(report))
@@ -462,7 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="png: a figure (an image grid; for vectors, marginals against the training data); "
         "npy or csv: the numbers, in the data's own units when it was standardised",
     )
-    p.add_argument("--out", default=None, help="output file (default: samples.<format>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output file (default: in the run, RUN/figures/sample-<sampler>.png for a figure, "
+        "RUN/samples/sample-<sampler>.<format> for npy/csv; markov-chain adds the start, the "
+        "decoding and the steps, e.g. RUN/figures/sample-markov-chain-0-1-5-10.png)",
+    )
     p.add_argument("--sampler", default="prior", help=f"one of: {', '.join(SAMPLERS)}")
     p.add_argument(
         "--decode",
@@ -470,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="mean",
         help="images (and, for markov-chain, each chain step) use E[x|z] or a draw of p(x|z)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the draws (default 0)")
     p.add_argument(
         "--steps", help="markov-chain: chain steps to show, one row each (default 0,1,5,10)"
     )
@@ -478,41 +502,105 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("interpolate", cmd_interpolate, "latent paths between pairs of images, as a PNG")
     with_run(p)
-    p.add_argument("--method", choices=sorted(PATHS), default="slerp")
+    p.add_argument(
+        "--method",
+        choices=sorted(PATHS),
+        default="slerp",
+        help="the path between two codes: lerp (straight line) or slerp (along the sphere)",
+    )
     p.add_argument("--chain-steps", type=int, default=0, help="refine each point by k steps")
-    p.add_argument("--num-points", type=int, default=10)
-    p.add_argument("--pairs", type=int, default=4)
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--out", default="interpolation.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--num-points", type=int, default=10, help="points on each path, ends included (default 10)"
+    )
+    p.add_argument(
+        "--pairs", type=int, default=4, help="paths, each between two images of --split (default 4)"
+    )
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="the split the images come from (default test)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output PNG (default: RUN/figures/interpolation-<method>[-chain-<k>].png)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the draws (default 0)")
 
     p = command("impute", cmd_impute, "fill in missing pixels with a Markov chain, as a PNG")
     with_run(p)
-    p.add_argument("--mask", choices=sorted(MASKS), default="center")
-    p.add_argument("--method", choices=sorted(IMPUTATION_KERNELS), default="mwg")
+    p.add_argument(
+        "--mask",
+        choices=sorted(MASKS),
+        default="center",
+        help="the hidden pixels (for vectors: features): center, left-half or random",
+    )
+    p.add_argument(
+        "--method",
+        choices=sorted(IMPUTATION_KERNELS),
+        default="mwg",
+        help="mwg (Metropolis-within-Gibbs, exact) or pseudo-gibbs",
+    )
     p.add_argument("--steps", default="0,1,10,100", help="chain steps to show, one row each")
-    p.add_argument("--num", type=int, default=8)
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--out", default="imputation.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num", type=int, default=8, help="datapoints to impute (default 8)")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="the split the datapoints come from (default test)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output PNG (default: RUN/figures/imputation-<mask>-<method>.png)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the masks and the chains (default 0)")
 
     p = command("reconstruct", cmd_reconstruct, "inputs above their reconstructions, as a PNG")
     with_run(p)
-    p.add_argument("--out", default="reconstructions.png")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--num", type=int, default=16)
+    p.add_argument(
+        "--out", default=None, help="output PNG (default: RUN/figures/reconstructions-<split>.png)"
+    )
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="the split the datapoints come from (default test)",
+    )
+    p.add_argument("--num", type=int, default=16, help="datapoints shown (default 16)")
 
     p = command("plot", cmd_plot, "re-draw a run's figures from its files")
     with_run(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the figures' samples (default 0)")
 
     p = command("evaluate", cmd_evaluate, "score a run; print a table, write evaluation.json")
     with_run(p)
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="the datapoints scored (default test)",
+    )
     p.add_argument("--metrics", help="comma-separated metric names (default: all; see docs)")
-    p.add_argument("--num-importance-samples", type=int, default=5000, metavar="K")
+    p.add_argument(
+        "--num-importance-samples",
+        type=int,
+        default=5000,
+        metavar="K",
+        help="importance samples per datapoint for log-likelihood (default 5000)",
+    )
     p.add_argument("--num-samples", type=int, default=10_000, help="samples for FID and Parzen")
     p.add_argument("--batch-size", type=int, default=100, help="datapoints per importance batch")
+    p.add_argument(
+        "--elbo-samples",
+        type=int,
+        default=1,
+        metavar="K",
+        help="elbo: average K single-sample ELBOs per datapoint (default 1). One sample is an "
+        "unbiased but noisy per-datapoint estimate, which a datapoint's log p(x) can fall "
+        "below; K samples divide that noise by sqrt(K)",
+    )
     p.add_argument(
         "--compile",
         action="store_true",
@@ -524,11 +612,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=accel.MATMUL_PRECISIONS,
         default="float32",
         help="the log-likelihood's decoder product: bfloat16x3 is float32-accurate and faster "
-        "on CPUs with AMX (MLP decoders with a Bernoulli likelihood; see docs/evaluation.md)",
+        "on CPUs with AMX (MLP decoders with a Bernoulli likelihood; see "
+        "docs/how-to/evaluate-and-compare.md)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds every metric's randomness (default 0)"
+    )
     p.add_argument("--out", help="report path (default: RUN/evaluation.json)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no time estimates, progress bars or timings on stderr (the table still prints)",
+    )
 
     p = command(
         "compare",

@@ -33,8 +33,9 @@ from vaekit.evaluation.evaluator import (
 )
 from vaekit.evaluation.extractor import ExtractorCache
 from vaekit.evaluation.features import Features, features_for
-from vaekit.evaluation.likelihood import DEFAULT_NUM_IMPORTANCE_SAMPLES
+from vaekit.evaluation.likelihood import DEFAULT_NUM_IMPORTANCE_SAMPLES, below_elbo_fraction
 from vaekit.evaluation.per_example import REPORT_NAME, write_per_example
+from vaekit.evaluation.progress import SILENT, Progress
 from vaekit.files import write_json
 from vaekit.runs import load_run, provenance
 from vaekit.runtime import cpu_has_amx
@@ -76,7 +77,7 @@ def _matmul_note(matmul: str, *, lean: bool) -> str | None:
     if matmul == "float32" and amx and lean:
         return (
             "note: this CPU has AMX: --matmul bfloat16x3 --compile evaluates the log-likelihood "
-            "~1.25 times faster, float32-accurate to ~2e-6 (docs/evaluation.md)"
+            "~1.25 times faster, float32-accurate to ~2e-6 (docs/how-to/evaluate-and-compare.md)"
         )
     return None
 
@@ -89,12 +90,14 @@ def evaluate_run(
     num_importance_samples: int = DEFAULT_NUM_IMPORTANCE_SAMPLES,
     num_samples: int = 10_000,
     batch_size: int = 100,
+    elbo_samples: int = 1,
     seed: int = 0,
     device: torch.device | str = "cpu",
     compile: bool = False,
     matmul: str = "float32",
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
     argv: list[str] | None = None,
     data_path: str | None = None,
     data_root: str | None = None,
@@ -103,15 +106,18 @@ def evaluate_run(
 
     ``data_path`` / ``data_root`` point the run at data that moved since it was trained.
 
-    ``metrics=None`` runs every metric in METRICS. Per-datapoint ELBOs and log p(x) go beside
-    the report (``evaluation.per-example.safetensors``) for ``vaekit compare``. Returns the
-    written report.
+    ``metrics=None`` runs every metric in METRICS. Per-datapoint ELBOs (each the mean of
+    ``elbo_samples`` single-sample estimates) and log p(x) go beside the report
+    (``evaluation.per-example.safetensors``) for ``vaekit compare``. ``progress`` announces
+    the expected time of each long metric and shows its bar (``Progress()``: on stderr).
+    Returns the written report; every value has its unit in the metric's ``units``.
     """
     names = check_metric_names(list(METRICS) if metrics is None else metrics)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     for name, value in (("num_importance_samples", num_importance_samples),
-                        ("num_samples", num_samples), ("batch_size", batch_size)):  # fmt: skip
+                        ("num_samples", num_samples), ("batch_size", batch_size),
+                        ("elbo_samples", elbo_samples)):  # fmt: skip
         if value < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
     if matmul not in accel.MATMUL_PRECISIONS:
@@ -140,6 +146,8 @@ def evaluate_run(
         num_importance_samples=num_importance_samples,
         num_samples=num_samples,
         batch_size=batch_size,
+        elbo_samples=elbo_samples,
+        progress=progress,
         seed=seed,
         grey_targets=_grey_targets(run.config.model.likelihood, dataset, split),
         compile=compile,
@@ -148,6 +156,16 @@ def evaluate_run(
         load_extractor=extractor_loader(data),
     )
     results = run_metrics(ctx, names, log=log)
+    if {"elbo", "log_likelihood"} <= ctx.per_example.keys():
+        below = below_elbo_fraction(ctx.per_example["log_likelihood"], ctx.per_example["elbo"])
+        results["log-likelihood"]["below_elbo_fraction"] = below
+        results["log-likelihood"]["units"]["below_elbo_fraction"] = "fraction"
+        results["log-likelihood"]["below_elbo_note"] = (
+            "the fraction of datapoints whose log p(x) estimate is below their ELBO estimate; "
+            "the exact values never are (log p(x) >= ELBO): it measures the estimates' "
+            f"per-datapoint noise, mostly the ELBO's (the mean of {elbo_samples} draw(s)); "
+            "raise --elbo-samples (and --num-importance-samples) to shrink it"
+        )
     report_path = Path(out) if out else run.dir.path / REPORT_NAME
     info = provenance(argv)
     info.update(
@@ -167,6 +185,7 @@ def evaluate_run(
             "binarization_seed": run_seed if dataset.binarize != "none" else None,
             "num_importance_samples": num_importance_samples,
             "num_samples": num_samples,
+            "elbo_samples": elbo_samples,
             "compile": compile,
             "matmul": matmul,
             "seed": seed,

@@ -132,7 +132,7 @@ def train(
     """Train ``config`` into the run directory ``out``; ``resume=True`` continues it exactly.
 
     Under torchrun (or in an initialised process group) every process calls this with the same
-    arguments; rank 0 alone writes the run directory (see docs/distributed.md). To train a
+    arguments; rank 0 alone writes the run directory (see docs/how-to/distributed.md). To train a
     model object of your own on your own data, use ``vaekit.fit``.
     """
     if not isinstance(config, Config):
@@ -400,16 +400,34 @@ def _now() -> str:
 
 
 def format_record(record: dict[str, float], epochs: int) -> str:
-    """One human line per epoch: negative ELBO split into reconstruction and KL, in nats."""
+    """One human line per epoch, in nats per datapoint: the objective the optimiser minimised
+    (``loss``), written as the sum it is (recon + KL weight × KL for a VAE), and beside it the
+    unweighted negative ELBO (recon + KL)."""
     parts = [f"epoch {int(record['epoch']):>3}/{epochs}"]
     for split in ("train", "val"):
-        loss = record.get(f"{split}/loss")
-        if loss is None:
-            continue
-        text = f"{split} loss {loss:8.3f}"
-        if f"{split}/kl" in record:
-            text += f" (recon {record[f'{split}/recon']:.3f} + kl {record[f'{split}/kl']:.3f})"
-        parts.append(text)
+        if f"{split}/loss" in record:
+            parts.append(f"{split} {_objective_text(record, split)}")
     if "val/bits_per_dim" in record:
-        parts.append(f"{record['val/bits_per_dim']:.4f} bits/dim")
+        parts.append(f"val {record['val/bits_per_dim']:.4f} bits/dim")
     return " | ".join(parts)
+
+
+def _objective_text(record: dict[str, float], split: str) -> str:
+    def get(name: str) -> float | None:
+        return record.get(f"{split}/{name}")
+
+    loss, recon, kl, weight = get("loss"), get("recon"), get("kl"), get("kl_weight")
+    text = f"objective {loss:.3f}"
+    if recon is not None and kl is not None:
+        if get("iwae") is not None:  # k > 1: minus the IWAE bound, not a sum of two terms
+            text += f" (-iwae bound, kl weight {weight or 1.0:.4g})"
+        elif weight is not None:
+            text += f" = recon {recon:.3f} + {weight:.4g} × kl {kl:.3f}"
+        elif get("weighted_kl") is not None:
+            text += f" = recon {recon:.3f} + weighted kl {get('weighted_kl'):.3f}"
+        else:  # rows written before the KL weight was logged
+            text += f" (recon {recon:.3f}, kl {kl:.3f})"
+        text += f"; -elbo {recon + kl:.3f}"
+    elif recon is not None and get("adversarial") is not None:
+        text += f" (recon {recon:.3f}, adversarial {get('adversarial'):.3f})"
+    return text

@@ -3,6 +3,7 @@ feature vectors, marginals and a pair plot in place of image grids (``vector_plo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def render_run_figures(
         plots.save_latent_scatter(codes, labels, run.figure("latent"), title="Validation codes")
     )
     if history:
-        written.append(plots.save_curves(history, run.figure("curves")))
+        num_dims = math.prod(dataset.event_shape)
+        written.append(plots.save_curves(history, run.figure("curves"), num_dims=num_dims))
     if model.latent_dim == 2 and dataset.is_images:
+        # the grid spans the codes latent.png shows, so no cluster there falls outside it
         written.append(
-            plots.save_manifold(model.decode_mean, run.figure("manifold"), device=device)
+            plots.save_manifold(
+                model.decode_mean, run.figure("manifold"), codes=codes, device=device
+            )
         )
     return written
 

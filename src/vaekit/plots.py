@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -25,7 +26,9 @@ from torch import Tensor
 from vaekit.files import atomic_write
 
 __all__ = [
+    "curve_panels",
     "image_grid",
+    "manifold_axes",
     "save_curves",
     "save_image_grid",
     "save_latent_scatter",
@@ -303,22 +306,57 @@ def save_latent_scatter(
 
 # metric name -> (panel title, y-axis label); other numeric metrics get a plain panel.
 _PANELS = {
-    "loss": ("loss (negative ELBO)", "nats per datapoint"),
+    "loss": ("objective  recon + KL weight × KL", "nats per datapoint"),
+    "neg_elbo": ("negative ELBO  recon + KL", "nats per datapoint"),
     "recon": ("reconstruction  −E[log p(x|z)]", "nats per datapoint"),
     "kl": ("KL(q(z|x) ‖ p(z))", "nats per datapoint"),
-    "bits_per_dim": ("bits per dimension", "bits/dim"),
+    "kl_weight": ("KL weight  beta × warm-up", "weight"),
+    "bits_per_dim": ("bits per dimension (negative ELBO)", "bits/dim"),
     "lr": ("learning rate", "lr"),  # log scale when positive
 }
+# The objective panel when it equals the negative ELBO throughout (beta = 1, no warm-up).
+_SAME_OBJECTIVE = ("objective = negative ELBO  recon + KL", "nats per datapoint")
+_HIDDEN = {"weighted_kl"}  # objective − recon: the objective panel shows it
+_SHOWN_WHEN_NONZERO = {"skipped_steps"}  # a count worth seeing once it is not 0
+
+Series = dict[str, tuple[list[float], list[float]]]  # split -> (epochs, values)
 
 
-def save_curves(records: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Plot epoch rows of metrics (`train/loss`, `val/kl`, `lr`, ...) as one panel per metric.
+def _with_bits_per_dim(record: Mapping[str, float], num_dims: int) -> dict[str, float]:
+    """``record`` with ``split/bits_per_dim`` added where it is missing (rows of older runs
+    hold it for validation only): from the negative ELBO, else the reconstruction term."""
+    out = dict(record)
+    for split in ("train", "val"):
+        nll = -out[f"{split}/elbo"] if f"{split}/elbo" in out else out.get(f"{split}/recon")
+        if _is_number(nll) and f"{split}/bits_per_dim" not in out:
+            out[f"{split}/bits_per_dim"] = nll / (num_dims * math.log(2.0))
+    return out
 
-    Keys `split/name` share the panel `name` (train in blue, val in orange); non-numeric values
-    are ignored; the x axis is `epoch` when present, else the record number.
+
+@dataclass(frozen=True)
+class Panel:
+    """One quantity of the learning curves: its title, y label and {split: (xs, ys)}."""
+
+    name: str
+    title: str
+    ylabel: str
+    series: Series
+
+
+def curve_panels(
+    records: Sequence[Mapping[str, float]], *, num_dims: int | None = None
+) -> tuple[list[Panel], bool]:
+    """The panels ``save_curves`` draws, in order, and whether the x axis is the epoch.
+
+    ``elbo`` is drawn as ``neg_elbo`` (the same sense as the objective ``loss``); the objective
+    gets no panel of its own where it equals the negative ELBO throughout (beta = 1, no
+    warm-up); a quantity that takes one value over two or more records is left out
+    (``skipped_steps`` is drawn once it is not 0).
     """
-    series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    has_epoch = all(_is_number(record.get("epoch")) for record in records)
+    if num_dims is not None:
+        records = [_with_bits_per_dim(record, num_dims) for record in records]
+    series: dict[str, Series] = {}
+    has_epoch = bool(records) and all(_is_number(record.get("epoch")) for record in records)
     for index, record in enumerate(records):
         epoch = record.get("epoch")
         x = float(epoch) if has_epoch and _is_number(epoch) else float(index + 1)
@@ -326,33 +364,77 @@ def save_curves(records: Sequence[Mapping[str, float]], path: str | Path) -> Pat
             if key in ("epoch", "step") or not _is_number(value):
                 continue
             split, _, name = key.rpartition("/")
+            if name in _HIDDEN:
+                continue
+            if name == "elbo":
+                name, value = "neg_elbo", -value
             xs, ys = series.setdefault(name, {}).setdefault(split, ([], []))
             xs.append(x)
             ys.append(float(value))
     if not series:
         raise ValueError("save_curves found no numeric metrics in the records")
+    titles = dict(_PANELS)
+    if "loss" in series and "neg_elbo" in series and _same(series["loss"], series["neg_elbo"]):
+        del series["loss"]
+        titles["neg_elbo"] = _SAME_OBJECTIVE
+    for name in list(series):
+        values = [y for _, ys in series[name].values() for y in ys]
+        if name in _SHOWN_WHEN_NONZERO:
+            constant = all(y == 0 for y in values)
+        else:
+            constant = len(values) > len(series[name]) and len(set(values)) == 1
+        if constant:
+            del series[name]
     names = [k for k in _PANELS if k in series] + sorted(k for k in series if k not in _PANELS)
-    ncols = min(3, len(names))
-    nrows = math.ceil(len(names) / ncols)
+    panels = [Panel(name, *titles.get(name, (name, name)), series[name]) for name in names]
+    return panels, has_epoch
+
+
+def _same(a: Series, b: Series) -> bool:
+    """Whether two quantities hold the same values for the same splits and epochs."""
+    if a.keys() != b.keys():
+        return False
+    return all(
+        a[split][0] == b[split][0] and np.allclose(a[split][1], b[split][1], rtol=1e-6, atol=1e-6)
+        for split in a
+    )
+
+
+def save_curves(
+    records: Sequence[Mapping[str, float]], path: str | Path, *, num_dims: int | None = None
+) -> Path:
+    """Plot epoch rows of metrics (`train/loss`, `val/kl`, `lr`, ...) as one panel per quantity.
+
+    Keys `split/name` share the panel `name` (train in blue, val in orange); non-numeric values
+    are ignored; the x axis is `epoch` when present, else the record number. `loss` is the
+    objective the optimiser minimised (recon + KL weight × KL for a VAE), `elbo` is drawn as
+    the negative ELBO, and constant quantities get no panel (``curve_panels``). ``num_dims``
+    (dimensions of one datapoint) fills in bits per dimension where records lack it.
+    """
+    panels, has_epoch = curve_panels(records, num_dims=num_dims)
+    if not panels:
+        raise ValueError("save_curves found only constant metrics in the records")
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
     colours = {"train": "C0", "val": "C1"}
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax, name in zip(axes, names, strict=False):
-            panel_title, ylabel = _PANELS.get(name, (name, name))
-            for i, (split, (xs, ys)) in enumerate(sorted(series[name].items())):
+        for ax, panel in zip(axes, panels, strict=False):
+            for i, (split, (xs, ys)) in enumerate(sorted(panel.series.items())):
                 marker = "o" if len(xs) <= 20 else None
                 colour = colours.get(split, f"C{i + 2}")
-                ax.plot(xs, ys, marker=marker, ms=3, color=colour, label=split or name)
-            if name == "lr" and all(y > 0 for _, ys in series[name].values() for y in ys):
+                ax.plot(xs, ys, marker=marker, ms=3, color=colour, label=split or panel.name)
+            values = [y for _, ys in panel.series.values() for y in ys]
+            if panel.name == "lr" and all(y > 0 for y in values):
                 ax.set_yscale("log")
-            ax.set_title(panel_title)
+            ax.set_title(panel.title)
             ax.set_xlabel("epoch" if has_epoch else "record")
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(panel.ylabel)
             ax.grid(True)
-            if any(series[name]):  # a lone unsplit series such as `lr` needs no legend
+            if any(panel.series):  # a lone unsplit series such as `lr` needs no legend
                 ax.legend()
-        for ax in axes[len(names) :]:
+        for ax in axes[len(panels) :]:
             ax.set_visible(False)
         return save_figure(fig, path)
 
@@ -361,27 +443,66 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def manifold_axes(
+    codes: Tensor | None,
+    *,
+    grid_size: int = 20,
+    latent_range: float = 0.95,
+    padding: float = 0.05,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The z1 and z2 values [G] each of the manifold grid, increasing.
+
+    With ``codes`` [N, 2]: evenly spaced from each axis's minimum to its maximum, widened by
+    ``padding`` of the range on both sides, so the grid covers every code the latent scatter
+    shows. Without: standard-normal quantiles at linspace(1 - latent_range, latent_range)
+    (Kingma & Welling 2014, fig. 4).
+    """
+    if not 0.5 < latent_range < 1.0 or grid_size < 2 or padding < 0:
+        raise ValueError(
+            f"need 0.5 < latent_range < 1, grid_size >= 2 and padding >= 0, got {latent_range}, "
+            f"{grid_size}, {padding}"
+        )
+    dtype = dtype or torch.get_default_dtype()
+    if codes is None:
+        probs = torch.linspace(1 - latent_range, latent_range, grid_size, dtype=dtype)
+        quantiles = torch.distributions.Normal(0.0, 1.0).icdf(probs).to(device)  # [G]
+        return quantiles, quantiles
+    if codes.ndim != 2 or codes.shape[1] != 2 or len(codes) == 0:
+        raise ValueError(f"codes must be a non-empty [N, 2] tensor, got {tuple(codes.shape)}")
+    finite = codes.detach().to("cpu", torch.float64)
+    finite = finite[torch.isfinite(finite).all(1)]
+    if len(finite) == 0:
+        raise ValueError("codes has no finite row")
+    low, high = finite.amin(0), finite.amax(0)  # [2]
+    margin = padding * (high - low).clamp_min(1e-6)
+    low, high = low - margin, high + margin
+    axes = [torch.linspace(float(low[i]), float(high[i]), grid_size, dtype=dtype) for i in (0, 1)]
+    return axes[0].to(device), axes[1].to(device)
+
+
 def save_manifold(
     decode_mean: Callable[[Tensor], Tensor],
     path: str | Path,
     *,
+    codes: Tensor | None = None,
     grid_size: int = 20,
     latent_range: float = 0.95,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Decode a grid of 2-D latents at standard-normal quantiles and tile the images.
+    """Decode a grid of 2-D latents and tile the images; z2 increases upwards.
 
-    z1 and z2 run over Normal(0, 1).icdf(linspace(1 - latent_range, latent_range, grid_size))
-    (Kingma & Welling 2014, fig. 4); z2 increases upwards. `decode_mean` maps z [G*G, 2]
-    (row-major from the top-left cell) to images [G*G, C, H, W].
+    The grid spans ``codes`` [N, 2] (e.g. the codes of the latent scatter) from minimum to
+    maximum, padded by 5 %, or without codes the standard-normal quantiles of
+    ``manifold_axes``. `decode_mean` maps z [G*G, 2] (row-major from the top-left cell) to
+    images [G*G, C, H, W].
     """
-    if not 0.5 < latent_range < 1.0 or grid_size < 2:
-        raise ValueError(f"need 0.5 < latent_range < 1 and grid_size >= 2, got {latent_range}")
-    dtype = dtype or torch.get_default_dtype()
-    probs = torch.linspace(1 - latent_range, latent_range, grid_size, dtype=dtype, device=device)
-    quantiles = torch.distributions.Normal(0.0, 1.0).icdf(probs)  # [G]
-    z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")  # top row: largest z2
+    z1_values, z2_values = manifold_axes(
+        codes, grid_size=grid_size, latent_range=latent_range, dtype=dtype, device=device
+    )
+    z2, z1 = torch.meshgrid(z2_values.flip(0), z1_values, indexing="ij")  # top row: largest z2
     z = torch.stack([z1, z2], dim=-1).reshape(-1, 2)  # [G*G, 2]
     with torch.no_grad():
         images = decode_mean(z)
@@ -392,10 +513,12 @@ def save_manifold(
     factor = max(1, math.ceil(_MIN_MANIFOLD / (grid_size * min(h, w))))
     grid = _grid(_upscale(array, factor), grid_size, 0, 1.0)
     shown = sorted({round(i * (grid_size - 1) / 4) for i in range(5)})  # <= 5 ticks per axis
-    values = quantiles.detach().cpu().double().numpy()
-    xticks = (_centres(shown, w * factor, 0), [f"{values[i]:.2f}" for i in shown])
-    yticks = (_centres(shown, h * factor, 0), [f"{values[-1 - i]:.2f}" for i in shown])
-    title = f"decoded means over a {grid_size}×{grid_size} grid of Normal quantiles"
+    x_values = z1_values.detach().cpu().double().numpy()
+    y_values = z2_values.detach().cpu().double().numpy()
+    xticks = (_centres(shown, w * factor, 0), [f"{x_values[i]:.2f}" for i in shown])
+    yticks = (_centres(shown, h * factor, 0), [f"{y_values[-1 - i]:.2f}" for i in shown])
+    spans = "the codes' range" if codes is not None else "Normal quantiles"
+    title = f"decoded means over a {grid_size}×{grid_size} grid spanning {spans}"
     return _save_image_axes(
         grid, path, title=title, xticks=xticks, yticks=yticks, xlabel="z1", ylabel="z2"
     )

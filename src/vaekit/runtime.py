@@ -110,7 +110,16 @@ class RunDir:
         return self.path / "provenance.json"
 
     def figure(self, name: str) -> Path:
+        """A training figure: ``<run>/<name>.png``."""
         return self.path / f"{name}.png"
+
+    def output(self, name: str, suffix: str = "png") -> Path:
+        """Where a command (sample, interpolate, impute, reconstruct) writes by default:
+        ``<run>/figures/<name>.png`` for a figure, ``<run>/samples/<name>.<suffix>`` for numbers
+        (npy, csv). Both folders are apart from the training files, so no command output
+        replaces one."""
+        folder = "figures" if suffix == "png" else "samples"
+        return self.path / folder / f"{name}.{suffix}"
 
 
 def new_run_path(base: str | Path, name: str) -> Path:

@@ -77,7 +77,14 @@ def test_elbo_loss_and_gradients_equal_autograds(activation: str, corruption: st
     model = _model(activation=activation, corruption=corruption, beta=2.0)
     x = torch.rand(9, *SHAPE, dtype=torch.float64)
     direct = _direct(model, x, kl_weight=0.3)
-    assert list(direct[0].metrics) == ["recon", "kl", "elbo", "loss"]
+    assert list(direct[0].metrics) == [
+        "recon",
+        "kl",
+        "elbo",
+        "weighted_kl",
+        "kl_weight",
+        "loss",
+    ]
     _assert_same(direct, _autograd(model, x, kl_weight=0.3))
 
 
@@ -89,7 +96,14 @@ def test_iwae_bound_and_gradients_equal_autograds(
     model = _model(activation=activation, num_particles=particles, beta=beta, corruption="masking")
     x = torch.bernoulli(torch.rand(6, *SHAPE, dtype=torch.float64))
     direct = _direct(model, x, kl_weight=0.7)
-    assert list(direct[0].metrics) == ["recon", "kl", "elbo", "iwae", "loss"]
+    assert list(direct[0].metrics) == [
+        "recon",
+        "kl",
+        "elbo",
+        "iwae",
+        "kl_weight",
+        "loss",
+    ]
     _assert_same(direct, _autograd(model, x, kl_weight=0.7))
 
 

@@ -42,4 +42,4 @@ def test_bandwidth_is_chosen_on_validation_data() -> None:
     # 2-D N(0, 0.4² I): the best kernel is narrower than the data, and the test score is close
     # to the true expected log-density -log(2π·0.16) - 1.
     assert result["bandwidth"] < 0.4
-    assert abs(result["log_likelihood"] - (-math.log(2 * math.pi * 0.16) - 1)) < 0.15
+    assert abs(result["parzen_log_density"] - (-math.log(2 * math.pi * 0.16) - 1)) < 0.15

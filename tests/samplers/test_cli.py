@@ -85,3 +85,54 @@ def test_impute_mwg_needs_a_density_encoder(runs, tmp_path, capsys) -> None:
     argv = ["impute", str(runs["daae"]), "--method", "mwg", "--out", str(tmp_path / "x.png")]
     assert main(argv) == 2
     assert "density" in capsys.readouterr().err
+
+
+def _written(printed: str) -> Path:
+    (line,) = [line for line in printed.splitlines() if line.startswith("wrote ")]
+    return Path(line.removeprefix("wrote "))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sample"], "figures/sample-prior.png"),
+        (["sample", "--format", "npy"], "samples/sample-prior.npy"),
+        (
+            ["sample", "--format", "csv", "--sampler", "gaussian-fit"],
+            "samples/sample-gaussian-fit.csv",
+        ),
+        (["sample", "--sampler", "markov-chain"], "figures/sample-markov-chain-0-1-5-10.png"),
+        (["interpolate"], "figures/interpolation-slerp.png"),
+        (["interpolate", "--chain-steps", "2"], "figures/interpolation-slerp-chain-2.png"),
+        (["impute", "--steps", "0,2"], "figures/imputation-center-mwg.png"),
+        (["reconstruct"], "figures/reconstructions-test.png"),
+    ],
+)
+def test_commands_write_into_the_run_and_never_over_a_training_figure(
+    runs, capsys, argv: list[str], expected: str
+) -> None:
+    run = runs["vae"]
+    training = {path: path.read_bytes() for path in run.glob("*.png")}
+    assert run / "samples.png" in training and run / "reconstructions.png" in training
+    assert main([argv[0], str(run), *argv[1:]]) == 0
+    written = _written(capsys.readouterr().out)
+    assert written == run / expected and written.is_file()
+    assert written.parent in (run / "figures", run / "samples")
+    assert written not in training
+    assert {path: path.read_bytes() for path in run.glob("*.png")} == training
+
+
+def test_out_is_written_exactly_where_given(runs, tmp_path, capsys) -> None:
+    out = tmp_path / "here.png"
+    assert main(["reconstruct", str(runs["vae"]), "--out", str(out)]) == 0
+    assert _written(capsys.readouterr().out) == out and out.is_file()
+
+
+def test_default_mwg_acceptance_is_in_a_sensible_range(runs, capsys) -> None:
+    argv = ["impute", str(runs["vae"]), "--num", "64", "--steps", "0,50"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    (line,) = [line for line in printed.splitlines() if line.startswith("acceptance rate")]
+    rate = float(line.split(":")[1])
+    # neither stuck (the user-reported 0.018) nor a proposal too narrow to move far
+    assert 0.2 < rate < 0.95, rate

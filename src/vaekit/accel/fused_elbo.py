@@ -158,8 +158,8 @@ class FusedELBO:
         ``torch.autocast`` the trunk's and decoder's matrix products run in autocast's dtype.
         ``compile=True`` runs the same code through ``torch.compile`` (seconds to compile once per
         batch shape; then, in the trainer on an AMX CPU, 14-16% faster steps with bfloat16
-        products and 0-10% in float32, docs/performance.md); where it cannot compile it warns
-        once and runs eagerly.
+        products and 0-10% in float32, docs/how-to/fast-training.md); where it cannot compile it
+        warns once and runs eagerly.
         """
         matmul = matmul_dtype(x.device)
         # The casts are explicit: autocast itself would also round the head and the sums
@@ -413,9 +413,8 @@ def _backward(
 
 # The Gaussian head's two projections of the trunk's output h: compiled, as one product of
 # their stacked weights (three matrix products fewer per step, the stacking fused into other
-# kernels; 784-400-20 VAE, 2-core AMX CPU: ~0.06 ms of a ~2.3 ms step in an exploratory A/B,
-# docs/performance.md); eagerly, as two (the stacking and the split cost more than the calls
-# they save there).
+# kernels; 784-400-20 VAE, 2-core AMX CPU: ~0.06 ms of a ~2.3 ms step in an exploratory A/B);
+# eagerly, as two (the stacking and the split cost more than the calls they save there).
 
 
 def _heads(plan: FusedELBO, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -521,11 +520,15 @@ class DirectELBO:
         if plan.particles > 1:
             shape = (plan.particles, *shape)
         eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        weight = model.beta * kl_weight
         objective, recon, kl, bound, finite = plan.loss_and_grad_(
-            x_in, x, eps, model.beta * kl_weight, scale, compile=self.compile
+            x_in, x, eps, weight, scale, compile=self.compile
         )
         metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
         if plan.particles > 1:
             metrics["iwae"] = bound
+        else:  # as VAE.loss reports them
+            metrics["weighted_kl"] = weight * kl
+        metrics["kl_weight"] = torch.full_like(kl, weight)
         metrics["loss"] = objective.detach()
         return Loss({"model": objective}, metrics), finite

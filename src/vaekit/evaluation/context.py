@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from vaekit.data.base import Dataset, Split
+from vaekit.evaluation.progress import SILENT, Progress
 from vaekit.models.base import Autoencoder
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class EvaluationContext:
     grey_targets: bool = False
     compile: bool = False  # torch.compile the likelihood's elementwise work where it helps
     matmul: str = "float32"  # the likelihood's decoder product (accel/bfloat16x3.py)
+    elbo_samples: int = 1  # draws of z per datapoint averaged in the per-datapoint ELBO
+    progress: Progress = SILENT  # estimates and bars for long metrics (progress.py)
     load_grey: Callable[[], Dataset] | None = None
     load_extractor: Callable[[], Features] | None = None
     notes: dict[str, Any] = field(default_factory=dict)

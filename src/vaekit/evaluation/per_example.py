@@ -32,7 +32,9 @@ REPORT_NAME = "evaluation.json"
 # checked in this order (the first mismatch is the most telling); split_identity decides.
 SAME_DATA = ("split", "num_points", "binarize", "binarization_seed", "split_identity")
 # Quantities whose estimator depends on the evaluation setting: compared only when it matches.
-SAME_SETTING = {"log_likelihood": "num_importance_samples"}
+SAME_SETTING = {"log_likelihood": "num_importance_samples", "elbo": "elbo_samples"}
+# A setting's value in reports written before it was recorded.
+SETTING_DEFAULTS = {"elbo_samples": 1}
 
 
 def per_example_path(report: Path) -> Path:
@@ -197,11 +199,13 @@ def compare_evaluations(a: Evaluation, b: Evaluation) -> list[PairedDifference]:
         )
     for name in shared:
         setting = SAME_SETTING.get(name)
-        if setting and pa.get(setting) != pb.get(setting):
+        default = SETTING_DEFAULTS.get(setting or "")
+        if setting and pa.get(setting, default) != pb.get(setting, default):
             flag = "--" + setting.replace("_", "-")
             raise ConfigError(
-                f"{name} was estimated with {setting} = {pa.get(setting)} in {str(a.path)!r} and "
-                f"{pb.get(setting)} in {str(b.path)!r}; evaluate both with the same {flag}"
+                f"{name} was estimated with {setting} = {pa.get(setting, default)} in "
+                f"{str(a.path)!r} and {pb.get(setting, default)} in {str(b.path)!r}; evaluate "
+                f"both with the same {flag}"
             )
     return [paired_difference(name, a.values[name], b.values[name]) for name in shared]
 

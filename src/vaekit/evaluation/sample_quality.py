@@ -189,10 +189,11 @@ def sample_quality_metric(ctx: EvaluationContext) -> MetricResult:
     real = getattr(ctx.grey, ctx.split).x
     generator = ctx.generator(4)
     sampler = default_sampler(ctx.model, ctx.dataset)
+    chunks = torch.arange(ctx.num_samples).split(1000)
     samples = torch.cat(
         [
             sampler.sample(len(chunk), generator=generator).cpu()
-            for chunk in torch.arange(ctx.num_samples).split(1000)
+            for chunk in ctx.progress.track(chunks, len(chunks), "sample-quality, sampling")
         ]
     )
     if samples.shape[1:] != real.shape[1:]:

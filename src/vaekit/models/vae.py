@@ -162,10 +162,15 @@ class VAE(Autoencoder):
 
 
 def _elbo_terms(log_px: Tensor, kl: Tensor, weight: float) -> tuple[Tensor, dict[str, Tensor]]:
-    """The k = 1 objective and its metrics from log p(x|z) and the KL, both [B]."""
+    """The k = 1 objective recon + weight · KL and its metrics from log p(x|z) and the KL, both
+    [B]: the unweighted terms, ``weighted_kl`` (weight · KL) and ``kl_weight``."""
     objective = -(log_px - weight * kl).mean()
     recon, kl_mean = -log_px.mean(), kl.mean()
-    return objective, {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean)}
+    metrics = {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean)}
+    # objective = recon + weighted_kl exactly, so epoch means keep that sum while the weight ramps
+    metrics["weighted_kl"] = weight * kl_mean
+    metrics["kl_weight"] = torch.full_like(kl_mean, weight)
+    return objective, metrics
 
 
 def _iwae_terms(
@@ -177,4 +182,6 @@ def _iwae_terms(
     objective = -(torch.logsumexp(log_px + weight * log_ratio, 0) - log_k).mean()
     bound = (torch.logsumexp(log_px + log_ratio, 0) - log_k).mean()
     recon, kl_mean = -log_px.mean(), -log_ratio.mean()
-    return objective, {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean), "iwae": bound}
+    metrics = {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean), "iwae": bound}
+    metrics["kl_weight"] = torch.full_like(kl_mean, weight)
+    return objective, metrics

@@ -6,8 +6,8 @@
 - ``PseudoGibbsKernel``: imputation (Rezende, Mohamed & Wierstra 2014, appendix F):
   z ~ q(z|x), then the missing pixels from p(x_missing|z); approximate when q is.
 - ``MetropolisWithinGibbsKernel``: imputation (Mattei & Frellsen 2018, MIWAE section 3):
-  q(z|x) is only a proposal, accepted with the Metropolis-Hastings ratio, so the chain targets
-  p(z, x_missing | x_observed) of the model exactly, however imperfect the encoder.
+  a widened q(z|x) is only a proposal, accepted with the Metropolis-Hastings ratio, so the chain
+  targets p(z, x_missing | x_observed) of the model exactly, however imperfect the encoder.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
 
-from vaekit.distributions.posteriors import Delta
+from vaekit.distributions.posteriors import Delta, detached_gaussian
 from vaekit.distributions.sampling import draw
 from vaekit.models.base import Autoencoder
 
@@ -112,29 +113,90 @@ class PseudoGibbsKernel(ImputationKernel):
 
 
 class MetropolisWithinGibbsKernel(ImputationKernel):
-    """Metropolis-within-Gibbs: an independence proposal z' ~ q(z|x_t), then x_missing ~ p(·|z).
+    """Metropolis-within-Gibbs imputation: a z-step with a Metropolis-Hastings test, then
+    x_missing ~ p(x_missing | z). The chain targets p(z, x_missing | x_observed) of the model
+    exactly, however imperfect the encoder (Mattei & Frellsen 2018); the encoder must have a
+    Gaussian density (not a Delta). ``decode="mean"`` breaks exactness and exists only for
+    figures.
 
-    Accept z' with probability min(1, ρ),
-        ρ = p(x_t|z') p(z') q(z_t|x_t) / (p(x_t|z_t) p(z_t) q(z'|x_t)),
-    where x_t is the completed image (Mattei & Frellsen 2018, eq. 9). Pixels are conditionally
-    independent given z, so p(x_t|z) = p(x_obs|z) p(x_missing,t|z) and the z-step leaves
-    p(z | x_obs, x_missing,t) invariant; drawing x_missing from p(x_missing|z) is the exact
-    Gibbs step, so the chain targets p(z, x_missing | x_obs). The encoder must have a density
-    (a Gaussian q, not a Delta). ``decode="mean"`` breaks exactness and exists only for figures.
-    Mixing is fast when p(z|x)/q(z|x) is bounded (a q wider than the posterior: Mengersen &
-    Tweedie 1996); a q narrower than the posterior leaves some chains stuck for long stretches.
+    ``marginal=True`` (the default; needs a decoder whose pixels are an ``Independent`` product,
+    as every vaekit likelihood is): the z-step targets p(z | x_observed), with x_missing summed
+    out, so z is not tied to the last noisy draw of the missing pixels. The proposal is
+    z' ~ q_s(z | x̄(z_t)), where x̄(z) fills the missing pixels with the decoder mean E[x|z] and
+    q_s is the encoder's Gaussian with its scale times ``proposal_scale``; it is accepted with
+    probability min(1, ρ),
+        ρ = p(x_obs|z') p(z') q_s(z_t | x̄(z')) / (p(x_obs|z_t) p(z_t) q_s(z' | x̄(z_t))).
+    A q wider than the posterior keeps p/q bounded, which is what makes an independence-type
+    proposal mix (Mengersen & Tweedie 1996); p(z | x_observed) is wider than q(z | x) of a full
+    image, hence the default 1.5.
+
+    ``marginal=False``: the z-step of Mattei & Frellsen 2018, eq. 9, on p(z | x_t) for the
+    completed image x_t: z' ~ q_s(z | x_t),
+        ρ = p(x_t|z') p(z') q_s(z_t|x_t) / (p(x_t|z_t) p(z_t) q_s(z'|x_t)).
     """
+
+    def __init__(
+        self,
+        model: Autoencoder,
+        missing: Tensor,
+        *,
+        decode: str = "sample",
+        proposal_scale: float = 1.5,
+        marginal: bool = True,
+    ):
+        super().__init__(model, missing, decode=decode)
+        if not proposal_scale > 0:
+            raise ValueError(f"proposal_scale must be positive, got {proposal_scale}")
+        self.proposal_scale = proposal_scale
+        self.marginal = marginal
+
+    def _proposal(self, x: Tensor) -> Distribution:
+        """q(z|x) with its scale times ``proposal_scale``."""
+        q = self.model.encoder(x)
+        if isinstance(q, Delta):
+            raise ValueError("Metropolis-within-Gibbs needs an encoder with a density, not a Delta")
+        if self.proposal_scale == 1.0:
+            return q
+        gaussian = detached_gaussian(q)
+        base = gaussian.base_dist
+        assert isinstance(base, Normal)
+        wider = Normal(base.loc, base.scale * self.proposal_scale, validate_args=False)
+        return Independent(wider, 1, validate_args=False)
+
+    def _log_observed(self, z: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(log p(x_observed | z) + log p(z) [N], the decoder mean [N, ...])."""
+        p = self.model.decoder(z)
+        if not isinstance(p, Independent):
+            raise ValueError(
+                "marginal Metropolis-within-Gibbs needs a decoder returning an Independent "
+                "product over pixels; use marginal=False"
+            )
+        per_pixel = p.base_dist.log_prob(x).masked_fill(self.missing, 0.0)  # [N, ...]
+        return per_pixel.flatten(1).sum(1) + self.model.prior().log_prob(z), p.mean
 
     @torch.no_grad()
     def step(self, state: ChainState, *, generator: torch.Generator | None = None) -> ChainState:
-        q = self.model.encoder(state.x)
-        if isinstance(q, Delta):
-            raise ValueError("Metropolis-within-Gibbs needs an encoder with a density, not a Delta")
-        proposal = draw(q, generator=generator)  # [N, D]
-        prior = self.model.prior()
-        log_target_new = self.model.decoder(proposal).log_prob(state.x) + prior.log_prob(proposal)
-        log_target_old = self.model.decoder(state.z).log_prob(state.x) + prior.log_prob(state.z)
-        log_ratio = log_target_new - log_target_old + q.log_prob(state.z) - q.log_prob(proposal)
+        if self.marginal:
+            log_target_old, mean_old = self._log_observed(state.z, state.x)
+            q_forward = self._proposal(self.complete(state.x, mean_old))
+            proposal = draw(q_forward, generator=generator)  # [N, D]
+            log_target_new, mean_new = self._log_observed(proposal, state.x)
+            q_reverse = self._proposal(self.complete(state.x, mean_new))
+            log_ratio = (
+                log_target_new
+                - log_target_old
+                + q_reverse.log_prob(state.z)
+                - q_forward.log_prob(proposal)
+            )
+        else:
+            q = self._proposal(state.x)
+            proposal = draw(q, generator=generator)  # [N, D]
+            prior = self.model.prior()
+            log_target_new = self.model.decoder(proposal).log_prob(state.x)
+            log_target_old = self.model.decoder(state.z).log_prob(state.x)
+            log_target_new = log_target_new + prior.log_prob(proposal)
+            log_target_old = log_target_old + prior.log_prob(state.z)
+            log_ratio = log_target_new - log_target_old + q.log_prob(state.z) - q.log_prob(proposal)
         u = torch.rand(
             log_ratio.shape, generator=generator, device=log_ratio.device, dtype=log_ratio.dtype
         )

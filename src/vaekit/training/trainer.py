@@ -53,6 +53,21 @@ def epoch_permutation(num_items: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(num_items, generator=generator)
 
 
+def derived_metrics(means: dict[str, float], event_shape: Sequence[int]) -> dict[str, float]:
+    """Per-datapoint means with what follows from them: ``bits_per_dim`` (of the negative ELBO,
+    else of the reconstruction term) and, where the objective is recon + weight · KL, the KL
+    weight that makes the means add up: ``kl_weight`` = mean(weight · KL) / mean(KL). That is
+    beta × the warm-up factor when the weight is constant over the epoch, and a KL-weighted mean
+    of the steps' weights while it ramps."""
+    out = dict(means)
+    nll = -out["elbo"] if "elbo" in out else out.get("recon")
+    if nll is not None and "bits_per_dim" not in out:
+        out["bits_per_dim"] = nll / (math.prod(event_shape) * math.log(2.0))
+    if "weighted_kl" in out and out.get("kl", 0.0) != 0.0:
+        out["kl_weight"] = out["weighted_kl"] / out["kl"]
+    return out
+
+
 class Trainer:
     """Trains ``model`` on the training split, validating on the validation split each epoch.
 
@@ -355,7 +370,8 @@ class Trainer:
     def _end_epoch(self) -> dict[str, float]:
         self._verify()  # no metrics or checkpoint of non-finite parameters
         record: dict[str, float] = {"epoch": float(self.cursor.epoch + 1)}
-        record.update({f"train/{k}": v for k, v in self.epoch_sums.means(self.world).items()})
+        train = derived_metrics(self.epoch_sums.means(self.world), self.data.event_shape)
+        record.update({f"train/{k}": v for k, v in train.items()})
         if self.data.val is not None:
             record.update({f"val/{k}": v for k, v in self.evaluate(self.data.val).items()})
         record["lr"] = self.rollback.lr_scale * learning_rate(
@@ -398,10 +414,7 @@ class Trainer:
                 sums[key] = sums.get(key, 0) + value * x.shape[0]
         self.world.sum_(list(sums.values()))
         out = {k: float(v) / len(source) for k, v in sums.items()}
-        num_dims = math.prod(self.data.event_shape)
-        nll = -out["elbo"] if "elbo" in out else out["recon"]
-        out["bits_per_dim"] = nll / (num_dims * math.log(2.0))
-        return out
+        return derived_metrics(out, self.data.event_shape)
 
     def _checkpoint(self) -> None:
         """Verify the state, keep it as the rollback target and hand it to ``on_checkpoint``."""
