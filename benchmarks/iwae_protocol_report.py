@@ -5,7 +5,7 @@ Reads run directories written by ``vaekit train`` (metrics.jsonl) and scored by
 of every run against its epochs with each run's test NLL marked at its last epoch.
 
     python -m benchmarks.iwae_protocol_report "VAE k=1=runs/k1" "IWAE k=5=runs/k5" \\
-        --out docs/iwae-protocol.png
+        --out benchmarks/results/iwae-protocol.png
 
 Each argument is LABEL=RUN (split at the last '='). The validation bound is the IWAE bound with
 the run's own k (the ELBO for k = 1) on the 400-image validation tail, one fresh binarisation

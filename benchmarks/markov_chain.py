@@ -14,7 +14,7 @@ A Gaussian-mixture sampler fitted to the training codes is scored as a reference
 one JSON object; with ``--out`` also writes results.json, tables.md and one figure per model and
 decode mode (one row per chain step).
 
-    python -m benchmarks.markov_chain --out docs/markov-chain
+    python -m benchmarks.markov_chain --out benchmarks/results/markov-chain
 """
 
 from __future__ import annotations

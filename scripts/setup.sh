@@ -19,4 +19,4 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     fi
   fi
 fi
-"$PY" -m pip install --quiet -e ".[dev]"
+"$PY" -m pip install --quiet -e ".[dev,docs]"

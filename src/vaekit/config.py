@@ -28,19 +28,41 @@ class DataConfig:
     """Which data and how they are prepared (see ``vaekit.data.load_dataset``)."""
 
     name: str = "digits"
+    """The dataset, a name in the dataset registry (``vaekit.data.DATASETS``)."""
     path: str | None = None
+    """The file or folder to read for sources that need one (arrays, image-folder; optional for
+    svhn and celeba)."""
     root: str | None = None
+    """The dataset cache directory; none means ``$VAEKIT_DATA`` or else ``~/.cache/vaekit/data``."""
     image_size: int | None = None
+    """Side in pixels that image sources (image-folder, celeba) are cropped square and resized to;
+    none means 64."""
     channels: int | None = None
+    """Colour channels of image sources: 1 converts to grey, 3 (or none) keeps RGB."""
     binarize: Literal["none", "dynamic", "static"] = "none"
+    """Binarise pixels with P(1) = x: "static" draws every split once, "dynamic" redraws each
+    training batch and draws validation and test once; needs data in [0, 1]."""
     val_size: float = 0.1
+    """Points held out of training for validation: a fraction below 1, a count, or 0 to validate on
+    the test split."""
     val_from: Literal["random", "tail"] = "random"
+    """Which training points are held out: "random" (seeded by ``train.seed``) or "tail", the last
+    ones, as in the IWAE paper."""
     limit: int | None = None
+    """Keep only the first this many training and test points, for quick runs; none keeps all."""
     download: bool = True
+    """Allow downloading a missing dataset into the cache."""
     skip_bad_files: bool = False
+    """Leave unreadable image files out of an image folder instead of refusing the folder."""
     label_column: str | None = None
+    """The column of a ``.csv`` file that holds labels (kept out of the features); none means
+    unlabelled."""
     standardize: bool = False
+    """Centre and scale every feature with the training split's mean and standard deviation;
+    samples are mapped back to the data's units."""
     in_memory: bool | Literal["auto"] = "auto"
+    """Image sources: true holds them in memory, false streams them from a cache on disk, "auto"
+    streams only when they would not fit."""
 
 
 @dataclass(frozen=True)
@@ -48,24 +70,49 @@ class ModelConfig:
     """Model kind, networks, likelihood and the objective's variants."""
 
     kind: str = "vae"
+    """The model: ae, vae, aae (deterministic codes) or aae-gaussian (Gaussian codes)."""
     latent_dim: int = 8
+    """Dimension of the latent code z."""
     network: Literal["mlp", "conv"] = "mlp"
+    """Encoder and decoder networks: "mlp" (any data) or "conv" (square images)."""
     hidden: tuple[int, ...] = (256, 128)
+    """Hidden layer widths of the MLP encoder; the decoder uses them in reverse."""
     activation: str = "leaky_relu"
+    """Activation function of the networks (and of the adversarial critic)."""
     conv_channels: int = 32
+    """Channels of the first conv layer; each stride-2 stage doubles them."""
     batch_norm: bool = False
+    """Batch normalisation in the conv networks (never on the encoder's first layer)."""
     likelihood: str = "bernoulli"
+    """The decoder's p(x|z): bernoulli (data in [0, 1]), gaussian (fixed sigma) or
+    gaussian-learned (a learned sigma per pixel)."""
     sigma: float = 0.1
+    """The fixed standard deviation of the "gaussian" likelihood."""
     min_scale: float = 1e-3
+    """The floor on the learned standard deviation of the "gaussian-learned" likelihood."""
     prior: str = "standard-normal"
+    """The prior p(z), a name in the prior registry."""
     beta: float = 1.0
+    """Weight on the KL term (beta-VAE); 1 gives the ELBO."""
     num_particles: int = 1
+    """Importance samples k per datapoint; k > 1 trains the IWAE bound."""
     analytic_kl: bool = True
+    """Use the closed-form KL where torch knows it (k = 1 only), else a one-sample Monte-Carlo
+    estimate."""
     gradient_estimator: Literal["reparam", "dreg"] = "reparam"
+    """The encoder's gradient: "reparam" (the reparameterisation gradient) or "dreg" (doubly
+    reparameterised, Tucker et al. 2019)."""
     corruption: str = "none"
+    """Noise applied to the encoder input for a denoising model (the clean x is scored); none
+    trains without."""
     corruption_level: float = 0.5
+    """Strength of the corruption: the noise scale for gaussian, the probability per pixel for
+    salt-and-pepper and masking."""
     adversarial_weight: float = 1.0
+    """Adversarial autoencoders: weight of the adversarial term, in nats per datapoint; 0 trains a
+    plain autoencoder."""
     discriminator_hidden: tuple[int, ...] = (256, 256)
+    """Adversarial autoencoders: hidden layer widths of the critic of codes."""
 
 
 @dataclass(frozen=True)
@@ -73,27 +120,56 @@ class TrainConfig:
     """Optimisation and run-time settings of the one training loop."""
 
     epochs: int = 60
+    """Passes over the training split."""
     batch_size: int = 64
+    """Datapoints per training step (per process in a distributed run)."""
     lr: float = 2e-3
+    """Adam's peak learning rate."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's coefficients (beta1, beta2) of the running averages of the gradient and its square."""
     weight_decay: float = 0.0
+    """Adam's L2 weight decay."""
     adam_eps: float = 1e-8
+    """Adam's epsilon, added to the denominator for numerical stability."""
     schedule: Literal["constant", "cosine", "iwae-stages"] = "cosine"
+    """Learning-rate schedule over the run: "constant", "cosine" (down to ``min_lr``) or
+    "iwae-stages" (the IWAE paper's 8 stages)."""
     min_lr: float = 0.0
+    """The learning rate the "cosine" schedule ends at."""
     warmup_epochs: float = 5.0
+    """Epochs over which the KL weight rises linearly from 0 to 1 (KL warm-up); 0 means none."""
     grad_clip: float | None = None
+    """Clip the gradient's norm to this value; none does not clip."""
     ema_decay: float | None = None
+    """Keep an exponential moving average of the weights with this decay, used for validation and
+    the saved model; none keeps none."""
     eval_batch_size: int = 1000
+    """Datapoints per batch when validating."""
     seed: int = 0
+    """Seed of every random draw of training: initial weights, validation split, data order."""
     device: str = "auto"
+    """Where to train: "auto" (a CUDA GPU if one is visible, else the CPU), "cpu" or "cuda"."""
     deterministic: bool = False
+    """Use deterministic kernels, so that runs with one seed are bitwise identical."""
     num_threads: int | None = None
+    """Torch CPU threads; none chooses one thread for small models and one per core otherwise."""
     precision: Literal["float32", "bfloat16"] = "float32"
+    """Precision of the training loss: "bfloat16" computes it under autocast (weights, gradients
+    and Adam stay float32)."""
     compile: bool = False
+    """Run the training step's networks (or hand-derived gradients) through torch.compile: slower
+    start, faster long runs."""
     accelerate: Literal["auto", "off"] = "auto"
+    """Speed-ups: "auto" takes the faster paths of ``vaekit.accel`` where the model allows them;
+    "off" trains through autograd only."""
     checkpoint_every_steps: int | None = None
+    """Also save a resumable checkpoint every this many steps; none saves at the end of each epoch
+    only."""
     max_bad_steps: int = 20
+    """Consecutive steps with a non-finite loss or gradient before rolling back to the last
+    checkpoint."""
     max_rollbacks: int = 3
+    """Rollbacks (each halving the learning rate) before training stops."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +177,14 @@ class Config:
     """A whole experiment: data, model and training."""
 
     name: str = "digits-vae"
+    """The experiment's name; ``vaekit train`` writes to ``runs/<name>-<time>/`` unless given
+    ``--out``."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The ``[data]`` table: which data and how they are prepared."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The ``[model]`` table: model kind, networks, likelihood and the objective's variants."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The ``[train]`` table: optimisation and run-time settings."""
 
 
 def _type_name(tp: Any) -> str:

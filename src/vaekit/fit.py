@@ -62,9 +62,11 @@ def fit(
     Args:
         model: any vaekit model (``VAE``, ``AE``, ``AAE``) over the library's or your own
             encoder, decoder and prior modules.
-        train, val: a Tensor or numpy array [N, *event_shape], a pair ``(x, y)``, a map-style
+        train: a Tensor or numpy array [N, *event_shape], a pair ``(x, y)``, a map-style
             ``torch.utils.data.Dataset`` yielding x or ``(x, y)``, a ``DataLoader`` or an
             ``IterableDataset``.
+        val: validation data in the forms of ``train`` other than a ``DataLoader`` or
+            ``IterableDataset`` (it is scored in a fixed order); None skips validation.
         out: a run directory to write (weights, metrics, figures, resumable state), as
             ``vaekit train`` does; None trains in memory only.
         in_memory: hold Datasets and DataLoaders as one tensor (fastest). False streams a

@@ -1,4 +1,4 @@
-"""docs/own-model-and-data.md runs as written: its Python blocks, in order, in one namespace."""
+"""docs/how-to/own-model.md runs as written: its Python blocks, in order, in one namespace."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).parents[2]
-PAGE = ROOT / "docs" / "own-model-and-data.md"
+PAGE = ROOT / "docs" / "how-to" / "own-model.md"
 
 
 def test_the_own_model_and_data_how_to_runs(

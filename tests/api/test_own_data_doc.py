@@ -1,6 +1,6 @@
-"""docs/own-data.md runs as written: its Python blocks and console commands, in page order, in
-one empty directory holding a copy of configs/; a command shown with a `vaekit: error:` line
-exits 2 with that error, every other command exits 0."""
+"""docs/how-to/own-data.md runs as written: its Python blocks and console commands, in page
+order, in one empty directory holding a copy of configs/; a command shown with a
+`vaekit: error:` line exits 2 with that error, every other command exits 0."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from vaekit.cli import main
 
 ROOT = Path(__file__).parents[2]
-PAGE = ROOT / "docs" / "own-data.md"
+PAGE = ROOT / "docs" / "how-to" / "own-data.md"
 BLOCK = re.compile(r"```(python|console)\n(.*?)```", flags=re.S)
 
 

@@ -1,7 +1,7 @@
 """Fixtures of the fault-injection suite and a session tally of faults and bad inputs.
 
 Set VAEKIT_RELIABILITY_REPORT=path.json to write the tally (faults injected and survived, bad
-inputs tried) when the session ends; docs/reliability.md quotes it.
+inputs tried) when the session ends; docs/reference/reliability.md describes it.
 """
 
 from __future__ import annotations

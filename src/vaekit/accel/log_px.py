@@ -60,7 +60,8 @@ class LeanBernoulliLogPx:
 
     ``matmul="bfloat16x3"`` takes h Wᵀ as three-term bfloat16 products (bfloat16x3.py): float32
     accuracy to ~1e-5 of the logits from GEMMs several times faster than sgemm on a CPU with AMX
-    (the estimator ~1.25 times faster for a 784-400-20 decoder, docs/evaluation.md).
+    (the estimator ~1.25 times faster for a 784-400-20 decoder,
+    docs/how-to/evaluate-and-compare.md).
     ``compile=True`` fuses the softplus sum (and the bfloat16 split of h) with torch.compile.
     """
 

@@ -107,12 +107,13 @@ class Autoencoder(nn.Module, ABC):
 
     @torch.no_grad()
     def encode_mean(self, x: Tensor) -> Tensor:
-        """E_q[z|x] [B, D] (no corruption: codes of the clean input)."""
+        """The posterior mean E_q[z|x], shape [B, D] (no corruption: codes of the clean input)."""
         return self.encoder(x).mean
 
     @torch.no_grad()
     def decode_mean(self, z: Tensor) -> Tensor:
-        """E_p[x|z] [B, *event_shape]: pixel probabilities for Bernoulli, means for Gaussians."""
+        """The decoder mean E_p[x|z], shape [B, *event_shape]: probabilities for Bernoulli,
+        means for Gaussians."""
         return self.decoder(z).mean
 
     @torch.no_grad()

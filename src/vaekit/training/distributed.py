@@ -7,7 +7,7 @@ rank; a rank backpropagates its objective times its share n_rank / n_global, and
 gradients over ranks gives exactly the gradient of the mean over the global batch, ragged last
 batch included. The gradients are summed with one flat all-reduce per parameter group (not
 DistributedDataParallel, which wraps ``forward`` and expects one backward per forward, while the
-trainer runs one ``backward(inputs=group)`` per objective; see docs/distributed.md).
+trainer runs one ``backward(inputs=group)`` per objective; see docs/how-to/distributed.md).
 
 A World of size 1 is a plain run: every method returns at once and no process group exists.
 """
