@@ -165,8 +165,9 @@ def sanity_references(
     *,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """The FID and KID scale: one half of ``real`` against the other (how close two sets of real
-    data are), and ``real`` against ``uniform_noise`` (how far data without structure is)."""
+    """The FID and KID scale: two random halves of ``real`` against each other (how close two
+    sets of real data are; contiguous halves of an ordered split would overstate it), and
+    ``real`` against ``uniform_noise`` (how far data without structure is)."""
     order = torch.randperm(len(real), generator=generator)
     half = len(real) // 2
     noise_features = extractor.embed(uniform_noise(real, generator=generator))
