@@ -35,7 +35,7 @@ from vaekit.build import build_dataset
 from vaekit.config import load_config
 from vaekit.distributions import draw
 from vaekit.evaluate import extractor_loader
-from vaekit.evaluation.extractor import FeatureExtractor, describe
+from vaekit.evaluation.features import Features
 from vaekit.evaluation.latent import mmd_permutation_test
 from vaekit.evaluation.sample_quality import feature_scores, sanity_references
 from vaekit.experiment import train
@@ -117,7 +117,7 @@ def decode(model: Autoencoder, z: Tensor) -> Tensor:
 class Scorer:
     """Sample quality against fixed real images (embedded once) and latents against q(z)."""
 
-    def __init__(self, extractor: FeatureExtractor, real: Tensor, seed: int):
+    def __init__(self, extractor: Features, real: Tensor, seed: int):
         self.extractor, self.seed = extractor, seed
         self.real_features = extractor.embed(real)
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "benchmark": "markov-chain",
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "retrain")},
-        "extractor": describe(extractor),
+        "extractor": extractor.describe(),
         "reference": sanity_references(
             extractor, real, score.real_features, generator=torch.Generator().manual_seed(0)
         ),
