@@ -40,6 +40,7 @@ from vaekit.samplers import (
     MarkovChainSampler,
     PriorSampler,
 )
+from vaekit.training.stop import StopTraining
 from vaekit.training.trainer import Trainer
 
 __version__ = "0.1.0"
@@ -70,6 +71,7 @@ __all__ = [
     "Prior",
     "PriorSampler",
     "StandardNormalPrior",
+    "StopTraining",
     "Trainer",
     "TrunkEncoder",
     "VaekitError",

@@ -128,8 +128,13 @@ def train(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
+    callbacks: Sequence[Callable[[dict[str, float]], object]] = (),
 ) -> Run:
     """Train ``config`` into the run directory ``out``; ``resume=True`` continues it exactly.
+
+    ``callbacks`` receive each epoch's metrics row, as in ``vaekit.fit``; one that raises
+    ``vaekit.training.StopTraining`` ends the run after that epoch (early stopping, recorded
+    in provenance.json under ``stopped``; resuming a stopped run trains no further).
 
     Under torchrun (or in an initialised process group) every process calls this with the same
     arguments; rank 0 alone writes the run directory (see docs/how-to/distributed.md). To train a
@@ -154,6 +159,7 @@ def train(
             progress=progress,
             log=log,
             argv=argv,
+            callbacks=callbacks,
         )
 
 
@@ -168,6 +174,7 @@ def _train(
     progress: bool | None,
     log: Callable[[str], None] | None,
     argv: list[str] | None,
+    callbacks: Sequence[Callable[[dict[str, float]], object]],
 ) -> Run:
     out = world.broadcast_object(out)  # default names carry a time stamp: use rank 0's
     if resume:
@@ -233,6 +240,7 @@ def _train(
         world=world,
         progress=progress,
         log=log,
+        callbacks=callbacks,
     )
     facts: dict[str, Any] = {"dataset": dataset.name, "dataset_identity": dataset.identity}
     if dataset.skipped:
@@ -387,6 +395,9 @@ def run_trainer(
         world.run_on_main(write_config)
         world.run_on_main(lambda: write_json(run.provenance, info))
     trainer.fit()
+    if run is not None and trainer.stopped is not None and info.get("stopped") != trainer.stopped:
+        info["stopped"] = trainer.stopped  # a callback ended the run early (StopTraining)
+        world.run_on_main(lambda: write_json(run.provenance, info))
     if trainer.average is not None:
         trainer.average.copy_to_params()  # the trained model is the weight average
     # A resume rewrites the final weights too: a finished run whose model.safetensors was

@@ -76,7 +76,9 @@ def fit(
         binarize: ``"dynamic"`` draws fresh binary pixels x ~ Bernoulli(x) every step (data in
             [0, 1]).
         callbacks: callables that receive each epoch's metrics dict (``epoch``,
-            ``train/...``, ``val/...``, ``lr``), e.g. to log to a tracker.
+            ``train/...``, ``val/...``, ``lr``), e.g. to log to a tracker. One that raises
+            ``vaekit.training.StopTraining`` ends training after that epoch (early stopping,
+            recorded under ``stopped`` in provenance.json; a resume trains no further).
         resume: continue the run in ``out`` exactly (same model, data and options).
         overwrite: replace an existing run in ``out``.
         progress: a progress bar per epoch (default: when stderr is a terminal).

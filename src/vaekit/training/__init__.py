@@ -1,6 +1,7 @@
 """Training: the one loop, its schedules and the checkpoint files."""
 
 from vaekit.training.rollback import TrainingDiverged
+from vaekit.training.stop import StopTraining
 from vaekit.training.trainer import Trainer, TrainingInterrupted
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = ["StopTraining", "Trainer", "TrainingDiverged", "TrainingInterrupted"]

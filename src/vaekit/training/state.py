@@ -1,10 +1,11 @@
 """What ``Trainer.state_dict`` saves and ``Trainer.load_state_dict`` restores: exact resume.
 
 Weights, optimiser moments, the weight average, the cursor (epoch, batch, step), the metric
-history and the current epoch's partial sums, the guard's counters, the rollback count and lr
-scale, and every RNG state: with these a run stopped anywhere continues bitwise. Tensors and
-plain values only, so the state loads with ``torch.load(weights_only=True)``. The optimiser
-entries share storage with the live optimisers: save them or ``clone_tree`` them.
+history, an early stop (``Trainer.stopped``) and the current epoch's partial sums, the guard's
+counters, the rollback count and lr scale, and every RNG state: with these a run stopped
+anywhere continues bitwise. Tensors and plain values only, so the state loads with
+``torch.load(weights_only=True)``. The optimiser entries share storage with the live
+optimisers: save them or ``clone_tree`` them.
 
 A distributed run records its ``world_size`` and, under ``ranks``, every rank's own metric sums
 and RNG states (so capturing is a collective call there); the rest is the same on all ranks.
@@ -41,6 +42,7 @@ def capture_state(trainer: Trainer) -> dict[str, Any]:
         "optimizers": {k: opt.state_dict() for k, opt in trainer.optimizers.items()},
         "cursor": vars(trainer.cursor).copy(),
         "history": list(trainer.history),
+        "stopped": trainer.stopped,  # an early stop by a callback: a resume does not train on
         **trainer.epoch_sums.state_dict(),  # "sums" and "count"
         "lr_scale": trainer.rollback.lr_scale,
         "guard": trainer.guard.state_dict(),
@@ -90,6 +92,7 @@ def restore_state(trainer: Trainer, state: dict[str, Any]) -> None:
             trainer.average.load_state_dict(state["average"])
         trainer.cursor = Cursor(**state["cursor"])
         trainer.history = list(state["history"])
+        trainer.stopped = state.get("stopped")  # absent from states written before early stops
         trainer.epoch_sums.load_state_dict(own)
         trainer.guard.load_state_dict(state["guard"])
         trainer.rollback.lr_scale = float(state["lr_scale"])

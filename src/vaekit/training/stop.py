@@ -1,4 +1,5 @@
-"""Stopping on SIGINT/SIGTERM: the first signal asks for a checkpoint, the second exits at once.
+"""Stopping early: on SIGINT/SIGTERM (the first signal asks for a checkpoint, the second exits at
+once), or when an epoch callback raises ``StopTraining`` (the run ends there, finished).
 
 The trainer installs the handlers for the length of ``fit`` and polls ``agreed`` after every
 step; in a distributed run the ranks agree on one step to stop at, so all of them checkpoint the
@@ -21,6 +22,17 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(f"training interrupted by signal {signum}; resume with --resume")
         self.signum = signum
+
+
+class StopTraining(Exception):
+    """Raised by an epoch callback to end training after the epoch it was given.
+
+    Early stopping, e.g. on a converged validation objective. The epoch is already checkpointed;
+    the trainer records ``{"epoch": n, "reason": str(exception)}`` as ``Trainer.stopped``, in
+    the training state (a resumed run stays stopped: it does not train on) and in the run's
+    provenance.json under ``stopped``, and ``fit`` returns normally. Unlike a signal, the run is
+    then finished, not interrupted.
+    """
 
 
 class StopRequests:

@@ -44,7 +44,7 @@ from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, grads_finite
 from vaekit.training.rollback import Rollback
 from vaekit.training.schedules import kl_weight, learning_rate
 from vaekit.training.state import Cursor, capture_state, restore_state
-from vaekit.training.stop import StopRequests, TrainingInterrupted
+from vaekit.training.stop import StopRequests, StopTraining, TrainingInterrupted
 
 
 def epoch_permutation(num_items: int, seed: int, epoch: int) -> Tensor:
@@ -79,7 +79,10 @@ class Trainer:
     epoch, every ``checkpoint_every`` steps if set, on interruption), always with finite
     parameters; ``on_epoch_end(record)`` and each of ``callbacks`` receive each epoch's metrics
     row (a dict of floats: ``epoch``, ``train/...``, ``val/...``, ``lr``), the callbacks on the
-    main process only: log it to any tracker there.
+    main process only: log it to any tracker there. A callback that raises ``StopTraining``
+    ends training after that epoch (early stopping; every rank stops, the other callbacks still
+    see the row): ``stopped`` then holds ``{"epoch": n, "reason": ...}``, saved in the training
+    state, so a resumed run stays stopped.
 
     In a distributed run (``world`` of several processes, by default the initialised process
     group, see ``distributed.py``) every rank constructs the same Trainer: ``batch_size`` is per
@@ -195,6 +198,7 @@ class Trainer:
         self.numpy_rng = np.random.default_rng(seed)
         self.cursor = Cursor()
         self.history: list[dict[str, float]] = []
+        self.stopped: dict[str, Any] | None = None  # set when a callback raised StopTraining
         self.average = (
             None if ema_decay is None else WeightAverage(list(self.model.parameters()), ema_decay)
         )
@@ -221,7 +225,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> list[dict[str, float]]:
-        """Train until ``epochs`` are done; returns the per-epoch metric rows."""
+        """Train until ``epochs`` are done or a callback stops it; returns the per-epoch rows."""
         if not self.rollback.has_target:
             self.rollback.keep()  # the rollback target until the next checkpoint
         compile_parts = self.compile and self.direct is None  # direct gradients compile their own
@@ -230,17 +234,30 @@ class Trainer:
             accel.training_context(self.accelerate),
             accel.compiled_parts(self.model, compile_parts),
         ):
-            while self.cursor.epoch < self.epochs:
+            while self.cursor.epoch < self.epochs and self.stopped is None:
                 self._train_epoch()
                 record = self._end_epoch()
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(record)
-                if self.world.is_main:
-                    for callback in self.callbacks:
-                        callback(dict(record))
+                self._run_callbacks(record)
                 if (signum := self.stops.agreed(self.world, look=True)) is not None:
                     raise TrainingInterrupted(signum)  # _end_epoch has just checkpointed
         return self.history
+
+    def _run_callbacks(self, record: dict[str, float]) -> None:
+        """Hand ``record`` to every callback (main process); the first ``StopTraining`` ends the
+        run after this epoch, on every rank, and is checkpointed so that a resume sees it."""
+        reason: str | None = None
+        if self.world.is_main:
+            for callback in self.callbacks:
+                try:
+                    callback(dict(record))
+                except StopTraining as stop:
+                    reason = reason if reason is not None else str(stop) or "StopTraining"
+        reason = self.world.broadcast_object(reason)
+        if reason is not None:
+            self.stopped = {"epoch": int(record["epoch"]), "reason": reason}
+            self._checkpoint()  # _end_epoch's checkpoint did not know yet
 
     def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, float, int]]]:
         """(batches in this epoch, an iterator of (x, share, count) from the cursor on).
