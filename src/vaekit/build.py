@@ -17,6 +17,7 @@ from vaekit.data import DATASETS, default_data_root, load_dataset
 from vaekit.data.base import Dataset, SourceOptions
 from vaekit.data.user import PYTHON_DATA
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
+from vaekit.distributions.likelihoods import UNIT_INTERVAL
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import (
     CORRUPTIONS,
@@ -79,15 +80,15 @@ def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
     """Refuse data a likelihood cannot score: Bernoulli needs values in [0, 1]; a Gaussian on
     feature vectors whose scales differ by more than ``MAX_SCALE_RATIO`` needs them standardised.
     """
-    if cfg.likelihood == "bernoulli" and dataset.value_range != "unit":
+    if cfg.likelihood in UNIT_INTERVAL and dataset.value_range != "unit":
         fix = (
             "set model.likelihood=gaussian"
             if dataset.standardization is None
             else "standardised data are real-valued: set model.likelihood=gaussian"
         )
         raise DataError(
-            f"dataset {dataset.name!r} has values outside [0, 1], which a Bernoulli likelihood "
-            f"cannot score; rescale the data to [0, 1] or {fix}"
+            f"dataset {dataset.name!r} has values outside [0, 1], which a {cfg.likelihood} "
+            f"likelihood cannot score; rescale the data to [0, 1] or {fix}"
         )
     unscaled_vectors = dataset.standardization is None and not dataset.is_images
     if cfg.likelihood.startswith("gaussian") and unscaled_vectors:
@@ -115,7 +116,11 @@ def _check_scales(dataset: Dataset, likelihood: str) -> None:
 def build_likelihood(cfg: ModelConfig) -> Likelihood:
     """The decoder's likelihood head."""
     cls = lookup(LIKELIHOODS, cfg.likelihood, "likelihood")
-    kwargs = {"gaussian": {"sigma": cfg.sigma}, "gaussian-learned": {"min_scale": cfg.min_scale}}
+    kwargs: dict[str, dict[str, float | int]] = {
+        "gaussian": {"sigma": cfg.sigma},
+        "gaussian-learned": {"min_scale": cfg.min_scale},
+        "discretized-logistic": {"components": cfg.mixture_components},
+    }
     try:
         likelihood: Likelihood = cls(**kwargs.get(cfg.likelihood, {}))
     except ValueError as error:

@@ -90,6 +90,8 @@ class ModelConfig:
     """The fixed standard deviation of the "gaussian" likelihood."""
     min_scale: float = 1e-3
     """The floor on the learned standard deviation of the "gaussian-learned" likelihood."""
+    mixture_components: int = 5
+    """Logistic components per value of the "discretized-logistic" likelihood."""
     prior: str = "standard-normal"
     """The prior p(z), a name in the prior registry."""
     beta: float = 1.0
@@ -293,6 +295,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.conv_channels": (_at_least(1), "at least 1"),
     "model.sigma": (_positive, "positive"),
     "model.min_scale": (_positive, "positive"),
+    "model.mixture_components": (_at_least(1), "at least 1"),
     "model.beta": (_non_negative, "non-negative"),
     "model.num_particles": (_at_least(1), "at least 1"),
     "model.corruption_level": (_non_negative, "non-negative"),

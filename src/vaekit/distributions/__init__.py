@@ -1,8 +1,11 @@
 """Probability objects: posteriors q(z|x), likelihoods p(x|z), priors p(z), seeded sampling."""
 
+from vaekit.distributions.discretized_logistic import DiscretizedLogisticMixture
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
     FixedGaussianLikelihood,
     LearnedGaussianLikelihood,
     Likelihood,
@@ -23,8 +26,11 @@ __all__ = [
     "POSTERIORS",
     "PRIORS",
     "BernoulliLikelihood",
+    "ContinuousBernoulliLikelihood",
     "Delta",
     "DeltaHead",
+    "DiscretizedLogisticLikelihood",
+    "DiscretizedLogisticMixture",
     "FixedGaussianLikelihood",
     "GaussianHead",
     "LearnedGaussianLikelihood",
