@@ -17,7 +17,9 @@ from vaekit.distributions import (
     FixedGaussianLikelihood,
     GaussianHead,
     LearnedGaussianLikelihood,
+    MixturePrior,
     StandardNormalPrior,
+    VampPrior,
 )
 from vaekit.errors import VaekitError
 from vaekit.experiment import train
@@ -73,6 +75,7 @@ __all__ = [
     "MLPDecoderNet",
     "MLPTrunk",
     "MarkovChainSampler",
+    "MixturePrior",
     "NetworkDecoder",
     "Prior",
     "PriorSampler",
@@ -81,6 +84,7 @@ __all__ = [
     "Trainer",
     "TrunkEncoder",
     "VaekitError",
+    "VampPrior",
     "__version__",
     "build_model",
     "fit",

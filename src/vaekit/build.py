@@ -18,6 +18,7 @@ from vaekit.data.base import Dataset, SourceOptions
 from vaekit.data.user import PYTHON_DATA
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
 from vaekit.distributions.likelihoods import UNIT_INTERVAL
+from vaekit.distributions.priors import MixturePrior, VampPrior
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import (
     CORRUPTIONS,
@@ -128,6 +129,24 @@ def build_likelihood(cfg: ModelConfig) -> Likelihood:
     return likelihood
 
 
+def build_prior(cfg: ModelConfig, encoder: nn.Module, event_shape: Sequence[int]) -> nn.Module:
+    """The prior p(z): the standard normal, a learned mixture, or the VampPrior over
+    ``encoder`` (``model.prior_components`` components or pseudo-inputs)."""
+    cls = lookup(PRIORS, cfg.prior, "prior")
+    if cfg.prior != "standard-normal" and cfg.kind.startswith("aae"):
+        raise ConfigError(
+            f"model.prior = {cfg.prior!r} is learned through the KL term of a VAE; an adversarial "
+            "autoencoder matches its codes to draws of the prior, which carry no gradient to it: "
+            'use model.kind = "vae", or model.prior = "standard-normal" with an AAE'
+        )
+    if cfg.prior == "vamp":
+        return VampPrior(encoder, event_shape, cfg.prior_components)
+    if cfg.prior == "mixture":
+        return MixturePrior(cfg.latent_dim, cfg.prior_components)
+    prior: nn.Module = cls(cfg.latent_dim)
+    return prior
+
+
 def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tuple[Any, nn.Module]:
     lookup(ACTIVATIONS, cfg.activation, "activation")
     if cfg.network == "mlp":
@@ -159,7 +178,7 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
     likelihood = build_likelihood(cfg)
     trunk, decoder_net = _networks(cfg, event_shape, likelihood.params_per_pixel)
     encoder = TrunkEncoder(trunk, POSTERIORS[posterior](trunk.out_features, cfg.latent_dim))
-    prior = lookup(PRIORS, cfg.prior, "prior")(cfg.latent_dim)
+    prior = build_prior(cfg, encoder, event_shape)
     corruption = None
     if cfg.corruption != "none":
         corruption = lookup(CORRUPTIONS, cfg.corruption, "corruption")(cfg.corruption_level)

@@ -93,7 +93,10 @@ class ModelConfig:
     mixture_components: int = 5
     """Logistic components per value of the "discretized-logistic" likelihood."""
     prior: str = "standard-normal"
-    """The prior p(z), a name in the prior registry."""
+    """The prior p(z), a name in the prior registry: standard-normal, a learned Gaussian mixture,
+    or vamp (the encoder at learned pseudo-inputs; Tomczak & Welling 2018)."""
+    prior_components: int = 10
+    """Components of the "mixture" prior, or pseudo-inputs of the "vamp" prior."""
     beta: float = 1.0
     """Weight on the KL term (beta-VAE); 1 gives the ELBO."""
     num_particles: int = 1
@@ -296,6 +299,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.sigma": (_positive, "positive"),
     "model.min_scale": (_positive, "positive"),
     "model.mixture_components": (_at_least(1), "at least 1"),
+    "model.prior_components": (_at_least(1), "at least 1"),
     "model.beta": (_non_negative, "non-negative"),
     "model.num_particles": (_at_least(1), "at least 1"),
     "model.corruption_level": (_non_negative, "non-negative"),

@@ -18,7 +18,13 @@ from vaekit.distributions.posteriors import (
     GaussianHead,
     diagonal_gaussian,
 )
-from vaekit.distributions.priors import PRIORS, StandardNormalPrior, kl_to_prior
+from vaekit.distributions.priors import (
+    PRIORS,
+    MixturePrior,
+    StandardNormalPrior,
+    VampPrior,
+    kl_to_prior,
+)
 from vaekit.distributions.sampling import draw
 
 __all__ = [
@@ -35,7 +41,9 @@ __all__ = [
     "GaussianHead",
     "LearnedGaussianLikelihood",
     "Likelihood",
+    "MixturePrior",
     "StandardNormalPrior",
+    "VampPrior",
     "bits_per_dim",
     "diagonal_gaussian",
     "draw",

@@ -1,10 +1,22 @@
-"""Priors p(z) as modules, so they follow the model's device and dtype."""
+"""Priors p(z) as modules, so they follow the model's device and dtype: the standard normal,
+a learned mixture of Gaussians, and the VampPrior (Tomczak & Welling 2018). The KL to a mixture
+has no closed form; ``kl_to_prior`` then estimates it by Monte Carlo."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+    kl_divergence,
+)
 
 
 class StandardNormalPrior(nn.Module):
@@ -22,6 +34,61 @@ class StandardNormalPrior(nn.Module):
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
 
 
+class MixturePrior(nn.Module):
+    """p(z) = Σ_k π_k N(z; μ_k, diag σ_k²), every parameter learned with the model.
+
+    The K means start spread as draws of N(0, I) (so the mixture starts near the standard
+    normal, but not with every component on top of the others), the scales at 1, the weights
+    equal. The means draw from the global RNG at construction, like the networks' weights.
+    """
+
+    def __init__(self, latent_dim: int, components: int = 10):
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"a mixture prior needs at least 1 component, got {components}")
+        self.latent_dim = latent_dim
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.loc = nn.Parameter(torch.randn(components, latent_dim))
+        self.log_scale = nn.Parameter(torch.zeros(components, latent_dim))
+
+    def forward(self) -> Distribution:
+        components = Independent(Normal(self.loc, self.log_scale.exp(), validate_args=False), 1)
+        return MixtureSameFamily(
+            Categorical(logits=self.logits, validate_args=False), components, validate_args=False
+        )
+
+
+class VampPrior(nn.Module):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) Σ_k q(z | u_k), the model's own
+    encoder at K learned pseudo-inputs u_k of the data's shape.
+
+    The encoder is held by reference, not registered as a submodule, so its weights are saved
+    once (under the model's ``encoder``); it must return a distribution whose batch dimension
+    indexes the pseudo-inputs, as every encoder that fits the ``Encoder`` protocol does. The
+    pseudo-inputs start at 0.5 plus small noise (mid-grey images, or centred features) from the
+    global RNG.
+    """
+
+    def __init__(self, encoder: nn.Module, event_shape: Sequence[int], components: int = 10):
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"a VampPrior needs at least 1 pseudo-input, got {components}")
+        self._encoder: tuple[nn.Module, ...] = (encoder,)  # a reference: not a submodule
+        self.pseudo_inputs = nn.Parameter(0.5 + 0.01 * torch.randn(components, *event_shape))
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The encoder whose posteriors at the pseudo-inputs make up the prior."""
+        return self._encoder[0]
+
+    def forward(self) -> Distribution:
+        q: Any = self.encoder(self.pseudo_inputs)  # batch [K], event [D]
+        weights = torch.zeros(self.pseudo_inputs.shape[0], device=self.pseudo_inputs.device)
+        return MixtureSameFamily(
+            Categorical(logits=weights, validate_args=False), q, validate_args=False
+        )
+
+
 def kl_to_prior(q: Distribution, p: Distribution, z: Tensor, *, analytic: bool = True) -> Tensor:
     """KL(q(z|x) || p(z)) [B]: closed form when torch knows the pair (and ``analytic``), else
     the one-sample estimate log q(z) - log p(z) at the given z [B, D]."""
@@ -33,4 +100,8 @@ def kl_to_prior(q: Distribution, p: Distribution, z: Tensor, *, analytic: bool =
     return q.log_prob(z) - p.log_prob(z)
 
 
-PRIORS: dict[str, type[StandardNormalPrior]] = {"standard-normal": StandardNormalPrior}
+PRIORS: dict[str, type[nn.Module]] = {
+    "standard-normal": StandardNormalPrior,
+    "mixture": MixturePrior,
+    "vamp": VampPrior,
+}
