@@ -187,6 +187,9 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
         "num_particles": cfg.num_particles,
         "analytic_kl": cfg.analytic_kl,
         "gradient_estimator": cfg.gradient_estimator,
+        "bound": cfg.bound,
+        "bound_groups": cfg.bound_groups,
+        "ciwae_beta": cfg.ciwae_beta,
         "corruption": corruption,
         "adversarial_weight": cfg.adversarial_weight,
     }

@@ -95,6 +95,14 @@ class ModelConfig:
     prior: str = "standard-normal"
     """The prior p(z), a name in the prior registry: standard-normal, a learned Gaussian mixture,
     or vamp (the encoder at learned pseudo-inputs; Tomczak & Welling 2018)."""
+    bound: Literal["iwae", "miwae", "ciwae", "piwae"] = "iwae"
+    """The multi-sample bound a VAE trains (Rainforth et al. 2018): iwae (the ELBO at
+    num_particles = 1), miwae (M groups of K), ciwae (the ELBO and IWAE mixed by ciwae_beta) or
+    piwae (the encoder on MIWAE, the decoder on IWAE of all M·K samples)."""
+    bound_groups: int = 1
+    """M, the groups of num_particles samples of the miwae and piwae bounds."""
+    ciwae_beta: float = 0.5
+    """The weight c of the ELBO in the ciwae bound c · ELBO + (1 - c) · IWAE."""
     prior_components: int = 10
     """Components of the "mixture" prior, or pseudo-inputs of the "vamp" prior."""
     beta: float = 1.0
@@ -300,6 +308,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.min_scale": (_positive, "positive"),
     "model.mixture_components": (_at_least(1), "at least 1"),
     "model.prior_components": (_at_least(1), "at least 1"),
+    "model.bound_groups": (_at_least(1), "at least 1"),
+    "model.ciwae_beta": (lambda v: 0 <= v <= 1, "a weight in [0, 1]"),
     "model.beta": (_non_negative, "non-negative"),
     "model.num_particles": (_at_least(1), "at least 1"),
     "model.corruption_level": (_non_negative, "non-negative"),

@@ -430,7 +430,11 @@ def _objective_text(record: dict[str, float], split: str) -> str:
     loss, recon, kl, weight = get("loss"), get("recon"), get("kl"), get("kl_weight")
     text = f"objective {loss:.3f}"
     if recon is not None and kl is not None:
-        if get("iwae") is not None:  # k > 1: minus the IWAE bound, not a sum of two terms
+        trained = next((b for b in ("miwae", "ciwae", "piwae") if get(b) is not None), None)
+        iwae = get("iwae")
+        if trained is not None and iwae is not None:  # another bound (PIWAE: the encoder's)
+            text += f" (-{trained} bound, kl weight {weight or 1.0:.4g}; -iwae {-iwae:.3f})"
+        elif get("iwae") is not None:  # k > 1: minus the IWAE bound, not a sum of two terms
             text += f" (-iwae bound, kl weight {weight or 1.0:.4g})"
         elif weight is not None:
             text += f" = recon {recon:.3f} + {weight:.4g} × kl {kl:.3f}"

@@ -110,6 +110,8 @@ class FusedELBO:
         supported layers, and a standard normal prior."""
         if not isinstance(model, VAE) or type(model.prior) is not StandardNormalPrior:
             return None
+        if model.bound != "iwae":  # MIWAE, CIWAE and PIWAE train through autograd
+            return None
         encoder, decoder = model.encoder, model.decoder
         if not (isinstance(encoder, TrunkEncoder) and isinstance(decoder, NetworkDecoder)):
             return None

@@ -18,6 +18,10 @@ from vaekit.distributions.sampling import draw
 from vaekit.models.base import Autoencoder, Loss
 
 GRADIENT_ESTIMATORS = ("reparam", "dreg")
+# Multi-sample bounds (Rainforth et al. 2018) besides IWAE: MIWAE averages M IWAE bounds of K
+# samples; CIWAE mixes the ELBO and the IWAE bound; PIWAE trains the encoder on MIWAE and the
+# decoder on the IWAE bound of all M·K samples.
+BOUNDS = ("iwae", "miwae", "ciwae", "piwae")
 
 
 class VAE(Autoencoder):
@@ -41,6 +45,13 @@ class VAE(Autoencoder):
             gradient, and give the same decoder gradient; ``"dreg"`` drops the score-function
             term of log q(z|x), whose noise grows with k (Rainforth et al. 2018). The loss
             values do not change.
+        bound: the multi-sample bound trained, with log w = log p(x|z) + β (log p(z) - log q):
+            ``"iwae"`` (the default; with k = 1 the ELBO); ``"miwae"``, (1/M) Σ_m log (1/K)
+            Σ_k w_mk over ``bound_groups`` = M groups of ``num_particles`` = K samples;
+            ``"ciwae"``, c · (1/K) Σ_k log w_k + (1 - c) · log (1/K) Σ_k w_k with ``ciwae_beta``
+            = c; ``"piwae"``, the encoder trained on MIWAE(M, K) and the decoder (and a learned
+            prior) on IWAE over all M·K samples, one optimiser each (Rainforth et al. 2018).
+            The bounds other than IWAE take the reparameterisation gradient.
 
     ``beta`` and ``num_particles`` may be changed after construction; every path (``loss``, the
     trainer, the optional accelerated gradients of ``vaekit.accel``) reads the current value.
@@ -57,6 +68,9 @@ class VAE(Autoencoder):
         analytic_kl: bool = True,
         corruption: nn.Module | None = None,
         gradient_estimator: str = "reparam",
+        bound: str = "iwae",
+        bound_groups: int = 1,
+        ciwae_beta: float = 0.5,
     ):
         super().__init__(encoder, decoder, prior, corruption)
         if gradient_estimator not in GRADIENT_ESTIMATORS:
@@ -64,6 +78,17 @@ class VAE(Autoencoder):
             raise ValueError(
                 f"gradient_estimator must be one of {choices}, got {gradient_estimator!r}"
             )
+        if bound not in BOUNDS:
+            raise ValueError(f"bound must be one of {', '.join(BOUNDS)}, got {bound!r}")
+        if isinstance(bound_groups, bool) or int(bound_groups) != bound_groups or bound_groups < 1:
+            raise ValueError(f"bound_groups must be an integer of at least 1, got {bound_groups}")
+        if bound_groups != 1 and bound not in ("miwae", "piwae"):
+            raise ValueError(f"bound_groups (M) applies to the miwae and piwae bounds, not {bound}")
+        if not 0 <= ciwae_beta <= 1:
+            raise ValueError(f"ciwae_beta must lie in [0, 1], got {ciwae_beta}")
+        if bound != "iwae" and gradient_estimator != "reparam":
+            raise ValueError(f"the {bound} bound trains with gradient_estimator='reparam' only")
+        self.bound, self.bound_groups, self.ciwae_beta = bound, int(bound_groups), ciwae_beta
         self.beta = beta
         self.num_particles = num_particles
         self.gradient_estimator = gradient_estimator
@@ -108,6 +133,9 @@ class VAE(Autoencoder):
     ) -> Loss:
         weight = self.beta * kl_weight
         q = self.encoder(self.corrupt(x, generator))
+        if self.bound != "iwae":
+            z = draw(q, (self.bound_groups * self.num_particles,), generator=generator)
+            return self._bound_loss(*self.log_weights(x, q, z), weight)
         if self.gradient_estimator == "dreg":
             return self._dreg_loss(x, q, weight, generator)
         if self.num_particles == 1:
@@ -119,6 +147,32 @@ class VAE(Autoencoder):
             objective, metrics = _iwae_terms(*self.log_weights(x, q, z), weight)
         metrics["loss"] = objective
         return Loss({"model": objective}, {k: v.detach() for k, v in metrics.items()})
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """One optimiser, or for PIWAE two: the encoder's, and the generative model's (decoder
+        and a learned prior's parameters)."""
+        if self.bound != "piwae":
+            return super().parameter_groups()
+        encoder = list(self.encoder.parameters())
+        mine = {id(p) for p in encoder}
+        return {"encoder": encoder, "model": [p for p in self.parameters() if id(p) not in mine]}
+
+    def _bound_loss(self, log_px: Tensor, log_ratio: Tensor, weight: float) -> Loss:
+        """MIWAE, CIWAE or PIWAE from log p(x|z) and log p(z) - log q(z|x), both [M·K, B]."""
+        groups, k = self.bound_groups, self.num_particles
+        log_w = log_px + weight * log_ratio  # [M·K, B]
+        bounds = multi_sample_bounds(log_w, groups, k, self.ciwae_beta)
+        value = bounds[self.bound if self.bound != "piwae" else "miwae"]
+        objectives = {"model": -value.mean()}
+        if self.bound == "piwae":
+            objectives = {"encoder": -value.mean(), "model": -bounds["iwae"].mean()}
+        plain = multi_sample_bounds(log_px + log_ratio, groups, k, self.ciwae_beta)
+        recon, kl_mean = -log_px.mean(), -log_ratio.mean()
+        metrics = {"recon": recon, "kl": kl_mean, "elbo": -(recon + kl_mean)}
+        metrics |= {"iwae": plain["iwae"].mean(), self.bound: plain[self.bound].mean()}
+        metrics["loss"] = -value.mean()
+        metrics["kl_weight"] = torch.full_like(kl_mean, weight)
+        return Loss(objectives, {name: v.detach() for name, v in metrics.items()})
 
     def _dreg_loss(
         self, x: Tensor, q: Distribution, weight: float, generator: torch.Generator | None
@@ -159,6 +213,23 @@ class VAE(Autoencoder):
         q = self.encoder(x)
         z = draw(q, generator=generator)
         return self.decoder(z).log_prob(x) - self.kl(q, z)
+
+
+def multi_sample_bounds(
+    log_w: Tensor, groups: int, particles: int, ciwae_beta: float
+) -> dict[str, Tensor]:
+    """Per-datapoint bounds [B] from log weights [M·K, B] (M = ``groups`` of K = ``particles``):
+    ``iwae`` over all M·K samples, ``miwae`` (the mean of the M groups' IWAE bounds), ``ciwae``
+    (c · the mean log weight + (1 - c) · IWAE, for M = 1) and ``piwae`` (the encoder's bound,
+    MIWAE)."""
+    total, batch = log_w.shape
+    if total != groups * particles:
+        raise ValueError(f"{total} log weights for {groups} groups of {particles}")
+    iwae = torch.logsumexp(log_w, 0) - math.log(total)
+    grouped = log_w.view(groups, particles, batch)
+    miwae = (torch.logsumexp(grouped, 1) - math.log(particles)).mean(0)
+    ciwae = ciwae_beta * log_w.mean(0) + (1 - ciwae_beta) * iwae
+    return {"iwae": iwae, "miwae": miwae, "ciwae": ciwae, "piwae": miwae}
 
 
 def _elbo_terms(log_px: Tensor, kl: Tensor, weight: float) -> tuple[Tensor, dict[str, Tensor]]:
