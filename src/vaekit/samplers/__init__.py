@@ -2,6 +2,7 @@
 
 from vaekit.samplers.ancestral import GaussianFitSampler, GaussianMixtureSampler, PriorSampler
 from vaekit.samplers.base import Sampler
+from vaekit.samplers.ex_post import FlowSampler
 from vaekit.samplers.imputation import MASKS, impute
 from vaekit.samplers.interpolation import PATHS, interpolate, interpolate_images, traversal
 from vaekit.samplers.kernels import (
@@ -18,6 +19,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "prior": PriorSampler,
     "gaussian-fit": GaussianFitSampler,
     "gaussian-mixture": GaussianMixtureSampler,
+    "flow": FlowSampler,
     "markov-chain": MarkovChainSampler,
 }
 
@@ -28,6 +30,7 @@ __all__ = [
     "SAMPLERS",
     "ChainState",
     "EncodeDecodeKernel",
+    "FlowSampler",
     "GaussianFitSampler",
     "GaussianMixtureSampler",
     "MarkovChainSampler",
