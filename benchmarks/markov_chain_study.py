@@ -7,7 +7,8 @@ AAEs and their denoising variants? A resumable study over several sessions.
 
 1. Trains configs/mnist-{vae,dvae,aae,daae}.toml (784-1000-1000-10) to convergence: up to
    ``--max-epochs`` (100; the cosine schedule spans them), stopping at the first epoch t with
-   |obj(t) - obj(t-10)| / |obj(t-10)| < 0.001 for the validation objective (``converged_at``),
+   the best validation objective improved by less than 0.1 % over the last 10 epochs
+   (``converged_at``),
    ``--seeds`` seeds each, plus ``--conv-seeds`` seeds of the same recipes with
    ``model.network = "conv"``. Training resumes exactly (``vaekit.train(..., resume=True)``).
 2. Scores, on every trained model, the prior, the chain at ``--steps`` (from the prior and from
@@ -151,12 +152,16 @@ def log(message: str) -> None:
 
 
 def converged_at(values: list[float], *, window: int, tolerance: float) -> int | None:
-    """The first epoch t (1-based) with |v(t) - v(t - window)| / |v(t - window)| < tolerance,
-    where ``values[i]`` is the objective after epoch i + 1; None if there is none yet. The first
-    epoch that can qualify is window + 1 (there is no objective before epoch 1)."""
+    """The first epoch t (1-based) at which the best objective so far improved by less than
+    ``tolerance`` (relative) over the last ``window`` epochs: b(t - window) - b(t) <
+    tolerance · |b(t - window)| with b(t) = min(values[:t]), where ``values[i]`` is the objective
+    after epoch i + 1 (lower is better); None if there is none yet. The first epoch that can
+    qualify is window + 1. Comparing the best values, not two single epochs, keeps a noisy
+    validation curve that happens to return to an earlier value from counting as converged."""
+    best = [min(values[: t + 1]) for t in range(len(values))]
     for t in range(window + 1, len(values) + 1):
-        now, before = values[t - 1], values[t - 1 - window]
-        if abs(now - before) < tolerance * abs(before):
+        now, before = best[t - 1], best[t - 1 - window]
+        if before - now < tolerance * abs(before):
             return t
     return None
 
