@@ -78,7 +78,7 @@ CASES = {
     "an infinity (finiteness)": (np.where(unit(20, 8, 8) > 0.5, np.inf, 0.0), "infinite"),
     "values above 1 for a Bernoulli (range)": (
         unit(20, 8, 8) * 3,
-        "Bernoulli likelihood cannot score",
+        "bernoulli likelihood cannot score",
     ),
     "no datapoints (empty)": (unit(0, 8, 8), "empty"),
     "one datapoint (too small)": (unit(1, 8, 8), "only 1 datapoint"),
