@@ -34,6 +34,7 @@ from vaekit.evaluation.latent import mmd_permutation_test
 from vaekit.evaluation.sample_quality import feature_scores
 from vaekit.models import Autoencoder
 from vaekit.samplers import (
+    FlowSampler,
     GaussianMixtureSampler,
     MarkovChainSampler,
     PriorSampler,
@@ -55,6 +56,7 @@ BATCH = 1000
 LATENT_SAMPLERS: dict[str, Callable[[Autoencoder, Tensor, int], Sampler]] = {
     "prior": lambda model, x, seed: PriorSampler(model),
     "gaussian-mixture": lambda model, x, seed: GaussianMixtureSampler(model, x, seed=seed),
+    "flow": lambda model, x, seed: FlowSampler(model, x, seed=seed),
 }
 
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from benchmarks.markov_chain_measure import LATENT_SAMPLERS
 from benchmarks.markov_chain_report import Units, aggregate, cell, mean_std
 from benchmarks.markov_chain_study import (
     Budget,
@@ -97,7 +98,8 @@ def test_the_plan_covers_every_measurement_per_model() -> None:
     models = models_of(args)
     assert len(models) == 4 * 3 + 4  # 3 MLP seeds and 1 conv seed per recipe
     keys = [unit.key for unit in plan(args)]
-    assert len(keys) == len(set(keys)) == 1 + len(models) * (1 + 2 + 4 + 1 + 6)
+    samplers = 3  # the prior, the Gaussian mixture and the flow (LATENT_SAMPLERS)
+    assert len(keys) == len(set(keys)) == 1 + len(models) * (1 + samplers + 4 + 1 + 6)
     assert keys.index("train/vae-mlp-s0") < keys.index("samples/vae-mlp-s0/chain-wide-sample")
     tiny = parse_args(["--out", "o", "--runs", "r", "--tiny", "--set", "train.lr=0.1"])
     assert tiny.num_samples < args.num_samples and tiny.set[-1] == "train.lr=0.1"
@@ -136,7 +138,9 @@ def test_the_tiny_study_runs_end_to_end_and_resumes(
     assert len(tables["training"]) == models
     for start in ("prior", "wide"):
         for decode in ("mean", "sample"):
-            assert len(tables[f"samples-{start}-{decode}"]) == models * (steps + 2)
+            assert len(tables[f"samples-{start}-{decode}"]) == models * (
+                steps + len(LATENT_SAMPLERS)
+            )
     assert len(tables["interpolation"]) == models * 4  # lerp, slerp, slerp + 1, slerp + 5
     # Metropolis-within-Gibbs needs an encoder density: VAE and DVAE only
     impute_steps = len(args.impute_steps.split(","))
