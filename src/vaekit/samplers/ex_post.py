@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from vaekit.data.standardize import Standardization
 from vaekit.distributions.flow import MaskedAutoregressiveFlow, fit_flow
 from vaekit.models.base import Autoencoder
 from vaekit.samplers.base import Sampler
@@ -19,21 +20,6 @@ from vaekit.samplers.base import Sampler
 def _codes(model: Autoencoder, data: Tensor, batch_size: int) -> Tensor:
     device = next(model.parameters()).device
     return torch.cat([model.encode_mean(x.to(device)) for x in data.split(batch_size)]).float()
-
-
-class _Standardised:
-    """Codes' per-dimension mean and std (std 0 -> 1)."""
-
-    def __init__(self, codes: Tensor):
-        self.mean = codes.mean(0)
-        std = codes.std(0)
-        self.std = torch.where(std > 0, std, torch.ones_like(std))
-
-    def apply(self, z: Tensor) -> Tensor:
-        return (z - self.mean) / self.std
-
-    def invert(self, z: Tensor) -> Tensor:
-        return z * self.std + self.mean
 
 
 class FlowSampler(Sampler):
@@ -54,7 +40,7 @@ class FlowSampler(Sampler):
     ):
         super().__init__(model, decode=decode)
         codes = _codes(model, data, batch_size)
-        self.scaling = _Standardised(codes)
+        self.scaling = Standardization.fit(codes)
         self.flow: MaskedAutoregressiveFlow = fit_flow(
             self.scaling.apply(codes), num_layers=num_layers, hidden=hidden, steps=steps, seed=seed
         )
