@@ -63,6 +63,21 @@ CASES = {
     },
     "user-laplace-cauchy": (user_model, SHAPES["mlp"]),
 }
+# The compositions on top of the VAE: each piece joins the same contract.
+VARIANTS = {
+    "iaf-posterior": {"posterior": "iaf", "flow_steps": 2},
+    "vamp-prior": {"prior": "vamp", "prior_components": 3},
+    "mixture-prior": {"prior": "mixture", "prior_components": 3},
+    "piwae-bound": {"bound": "piwae", "num_particles": 2, "bound_groups": 2},
+    "miwae-bound": {"bound": "miwae", "num_particles": 2, "bound_groups": 2},
+    "ciwae-bound": {"bound": "ciwae", "num_particles": 3},
+    "continuous-bernoulli": {"likelihood": "continuous-bernoulli"},
+    "discretized-logistic": {"likelihood": "discretized-logistic", "mixture_components": 2},
+}
+for name, overrides in VARIANTS.items():
+    for network in ("mlp", "conv"):
+        cfg = small_config("vae", network, **overrides)
+        CASES[f"vae-{name}-{network}"] = (partial(build_model, cfg), SHAPES[network])
 
 
 @pytest.mark.parametrize("case", list(CASES))

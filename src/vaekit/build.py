@@ -147,6 +147,29 @@ def build_prior(cfg: ModelConfig, encoder: nn.Module, event_shape: Sequence[int]
     return prior
 
 
+def build_posterior(cfg: ModelConfig, kind_posterior: str, in_features: int) -> nn.Module:
+    """The encoder's head: the model kind's own (``kind_posterior``), or for a VAE the
+    configured ``model.posterior`` (the IAF: a Gaussian then ``model.flow_steps`` flow steps)."""
+    if cfg.posterior == "gaussian":
+        if cfg.flow_steps != ModelConfig().flow_steps:
+            raise ConfigError('model.flow_steps applies to model.posterior = "iaf" only')
+        head: nn.Module = POSTERIORS[kind_posterior](in_features, cfg.latent_dim)
+        return head
+    if cfg.kind != "vae":
+        raise ConfigError(
+            f"model.posterior = {cfg.posterior!r} is a VAE's posterior; model kind {cfg.kind!r} "
+            'has its own encoder: use model.kind = "vae", or leave model.posterior out'
+        )
+    if cfg.gradient_estimator == "dreg":
+        raise ConfigError(
+            'model.gradient_estimator = "dreg" needs a diagonal Gaussian posterior; use '
+            f'model.gradient_estimator = "reparam" with model.posterior = {cfg.posterior!r}'
+        )
+    cls = lookup(POSTERIORS, cfg.posterior, "posterior")
+    head = cls(in_features, cfg.latent_dim, steps=cfg.flow_steps)
+    return head
+
+
 def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tuple[Any, nn.Module]:
     lookup(ACTIVATIONS, cfg.activation, "activation")
     if cfg.network == "mlp":
@@ -177,7 +200,7 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
         raise ConfigError(f"model.latent_dim must be at least 1, got {cfg.latent_dim}")
     likelihood = build_likelihood(cfg)
     trunk, decoder_net = _networks(cfg, event_shape, likelihood.params_per_pixel)
-    encoder = TrunkEncoder(trunk, POSTERIORS[posterior](trunk.out_features, cfg.latent_dim))
+    encoder = TrunkEncoder(trunk, build_posterior(cfg, posterior, trunk.out_features))
     prior = build_prior(cfg, encoder, event_shape)
     corruption = None
     if cfg.corruption != "none":

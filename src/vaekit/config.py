@@ -105,6 +105,11 @@ class ModelConfig:
     """The weight c of the ELBO in the ciwae bound c · ELBO + (1 - c) · IWAE."""
     prior_components: int = 10
     """Components of the "mixture" prior, or pseudo-inputs of the "vamp" prior."""
+    posterior: Literal["gaussian", "iaf"] = "gaussian"
+    """The VAE's q(z|x): gaussian (diagonal), or iaf (the Gaussian followed by flow_steps inverse
+    autoregressive flow steps that see the encoder's features; Kingma et al. 2016)."""
+    flow_steps: int = 2
+    """Steps of the "iaf" posterior, each a MADE as wide as the encoder's last hidden layer."""
     beta: float = 1.0
     """Weight on the KL term (beta-VAE); 1 gives the ELBO."""
     num_particles: int = 1
@@ -309,6 +314,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.mixture_components": (_at_least(1), "at least 1"),
     "model.prior_components": (_at_least(1), "at least 1"),
     "model.bound_groups": (_at_least(1), "at least 1"),
+    "model.flow_steps": (_at_least(1), "at least 1"),
     "model.ciwae_beta": (lambda v: 0 <= v <= 1, "a weight in [0, 1]"),
     "model.beta": (_non_negative, "non-negative"),
     "model.num_particles": (_at_least(1), "at least 1"),

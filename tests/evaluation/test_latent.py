@@ -113,3 +113,46 @@ def test_probes_separate_blobs_and_fall_to_chance_on_shuffled_labels() -> None:
     )
     for key in ("logistic_accuracy", "knn_accuracy"):
         assert abs(shuffled[key] - 0.25) < 0.06, shuffled
+
+
+class _NoClosedFormVariance(torch.distributions.Independent):
+    """A diagonal Gaussian that hides its variance, as a flow posterior has none in closed form."""
+
+    @property
+    def variance(self) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _HidingEncoder(torch.nn.Module):
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        q = self.inner(x)
+        return _NoClosedFormVariance(q.base_dist, 1, validate_args=False)
+
+
+def test_a_posterior_without_a_closed_form_variance_gets_the_sample_variance(ppca) -> None:  # type: ignore[no-untyped-def]
+    model = ppca.model()
+    x = ppca.sample(300, torch.Generator().manual_seed(2))
+    loc, var = encode(_context(model, x), x)
+    model.encoder = _HidingEncoder(model.encoder)
+    mc_loc, mc_var = encode(_context(model, x), x)
+    assert torch.equal(loc, mc_loc)
+    # 64 draws: the sample variance has relative standard error sqrt(2 / 63) ≈ 0.18 per entry
+    assert (mc_var / var).mean().item() == pytest.approx(1.0, abs=0.03)
+    assert not torch.equal(mc_var, var)
+
+
+def test_a_learned_prior_or_flow_posterior_reports_activity_without_a_per_unit_kl() -> None:
+    from vaekit.build import build_model
+    from vaekit.config import ModelConfig
+
+    x = torch.rand(50, 1, 8, 8)
+    for overrides in ({"prior": "vamp", "prior_components": 3}, {"posterior": "iaf"}):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(latent_dim=3, hidden=(16,), **overrides), (1, 8, 8))
+        result = active_units_metric(_context(model, x))
+        assert len(result["activity"]) == 3 and "kl_per_unit" not in result
+        assert "do not factorise" in result["note"]

@@ -45,7 +45,17 @@ VARIANTS = {
     "vae-ema": ("model.kind=vae", "train.ema_decay=0.9"),
     "vae-bfloat16": ("model.kind=vae", "train.precision='bfloat16'", "model.hidden=[64]"),
     "vae-compiled": ("model.kind=vae", "train.compile=true"),
+    # the compositions: a flow posterior, a learned prior, and a bound with two optimisers
+    "vae-iaf": ("model.kind=vae", "model.posterior='iaf'"),
+    "vae-vamp": ("model.kind=vae", "model.prior='vamp'", "model.prior_components=3"),
+    "vae-piwae": (
+        "model.kind=vae",
+        "model.bound='piwae'",
+        "model.num_particles=2",
+        "model.bound_groups=2",
+    ),
 }
+TWO_OPTIMISERS = ("aae", "vae-piwae")
 
 
 class Crash(Exception):
@@ -106,6 +116,9 @@ SCENARIOS = {
     "vae-ema-mid-epoch": ("vae-ema", (1, 1)),
     "vae-bfloat16-mid-epoch": ("vae-bfloat16", (1, 1)),
     "vae-compiled-mid-epoch": ("vae-compiled", (1, 1)),
+    "vae-iaf-mid-epoch": ("vae-iaf", (1, 1)),
+    "vae-vamp-mid-epoch": ("vae-vamp", (1, 1)),
+    "vae-piwae-mid-epoch": ("vae-piwae", (1, 1)),
 }
 
 # Resumes every run named on the command line; the interrupted runs happened in the test
@@ -131,7 +144,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory, recipe: list[str]) -> dict
         state = load_training_state(runs[name] / "training_state.pt")
         assert (state["cursor"]["epoch"], state["cursor"]["batch"]) == cursor
         assert bool(state["sums"]) == (cursor[1] > 0)  # mid-epoch: partial metric sums saved
-        assert len(state["optimizers"]) == (2 if variant.startswith("aae") else 1)
+        assert len(state["optimizers"]) == (2 if variant.startswith(TWO_OPTIMISERS) else 1)
         assert ("average" in state) == variant.endswith("-ema")
     done = run_child(RESUME_CHILD, *(str(run) for run in runs.values()), timeout=180)
     assert done.returncode == 0, done.stderr

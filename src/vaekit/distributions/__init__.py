@@ -16,6 +16,8 @@ from vaekit.distributions.posteriors import (
     Delta,
     DeltaHead,
     GaussianHead,
+    IAFHead,
+    IAFPosterior,
     diagonal_gaussian,
 )
 from vaekit.distributions.priors import (
@@ -39,6 +41,8 @@ __all__ = [
     "DiscretizedLogisticMixture",
     "FixedGaussianLikelihood",
     "GaussianHead",
+    "IAFHead",
+    "IAFPosterior",
     "LearnedGaussianLikelihood",
     "Likelihood",
     "MixturePrior",

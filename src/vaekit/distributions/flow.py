@@ -31,9 +31,13 @@ class MaskedLinear(nn.Linear):
 
 
 class MADE(nn.Module):
-    """z [B, D] -> (μ, α) [B, D] each, output d a function of z_<d (degrees 1..D in order)."""
+    """z [B, D] -> (μ, α) [B, D] each, output d a function of z_<d (degrees 1..D in order).
 
-    def __init__(self, dim: int, hidden: int):
+    With ``context`` > 0 a context vector h [B, context] also feeds the first hidden layer,
+    unmasked, so every output may depend on all of h (the IAF posterior's encoder features).
+    """
+
+    def __init__(self, dim: int, hidden: int, context: int = 0):
         super().__init__()
         inputs = torch.arange(1, dim + 1)
         # hidden degrees cycle through 1..D-1 (a deterministic MADE; every degree represented)
@@ -45,9 +49,16 @@ class MADE(nn.Module):
             nn.ReLU(),
             MaskedLinear((inputs.repeat(2)[:, None] > units[None, :]).float()),
         )
+        self.context = nn.Linear(context, hidden, bias=False) if context > 0 else None
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        mu, raw = self.net(z).chunk(2, dim=-1)
+    def forward(self, z: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(μ, α) for z [..., D], with context h [..., context] broadcast against z."""
+        first = self.net[0](z)
+        if self.context is not None:
+            if h is None:
+                raise ValueError("this MADE was built with a context input; pass h")
+            first = first + self.context(h)
+        mu, raw = self.net[1:](first).chunk(2, dim=-1)
         return mu, MAX_LOG_SCALE * torch.tanh(raw / MAX_LOG_SCALE)
 
 

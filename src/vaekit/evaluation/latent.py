@@ -24,14 +24,26 @@ NUM_PERMUTATIONS = 200
 PROBE_NEIGHBOURS = 5
 
 
+MOMENT_SAMPLES = 64  # draws per input where q(z|x) has no closed-form variance (a flow)
+
+
 @torch.inference_mode()
 def encode(ctx: EvaluationContext, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Posterior means E_q[z|x] and variances Var_q[z|x], [N, D] each, float64 on the CPU."""
+    """Posterior codes and variances Var_q[z|x], [N, D] each, float64 on the CPU.
+
+    The codes are ``q.mean``: E_q[z|x] for a Gaussian, the flow's image of its base mean for
+    an IAF posterior. A posterior without a closed-form variance gets the sample variance of
+    ``MOMENT_SAMPLES`` draws from the context's generator."""
     loc, var = [], []
+    generator = ctx.generator(6)
     for x_batch in x.split(max(ctx.batch_size, 500)):
         q = ctx.model.encoder(x_batch.to(ctx.device))
         loc.append(q.mean.double().cpu())
-        var.append(q.variance.double().cpu())
+        try:
+            variance = q.variance
+        except NotImplementedError:
+            variance = draw(q, (MOMENT_SAMPLES,), generator=generator).var(0)
+        var.append(variance.double().cpu())
     return torch.cat(loc), torch.cat(var)
 
 
@@ -156,6 +168,13 @@ def active_units_metric(ctx: EvaluationContext) -> MetricResult:
     }
     if not ctx.model.has_density:
         result["note"] = "deterministic codes: no KL, and the 0.01 threshold depends on their scale"
+        return result
+    prior, q = ctx.model.prior(), ctx.model.encoder(ctx.data.x[:1].to(ctx.device))
+    if not (isinstance(q, Independent) and isinstance(prior, Independent)):
+        result["note"] = (
+            "the KL per unit needs a factorised q(z|x) and p(z); this model's do not factorise "
+            "(a flow posterior or a learned prior), so only the activity is given"
+        )
         return result
     kl = per_unit_kl(ctx, ctx.data.x)
     result["kl_per_unit"] = [round(float(k), 6) for k in kl]

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent
 
-from vaekit.distributions.posteriors import Delta, detached_gaussian
+from vaekit.distributions.posteriors import Delta, widened
 from vaekit.distributions.sampling import draw
 from vaekit.models.base import Autoencoder
 
@@ -157,11 +157,7 @@ class MetropolisWithinGibbsKernel(ImputationKernel):
             raise ValueError("Metropolis-within-Gibbs needs an encoder with a density, not a Delta")
         if self.proposal_scale == 1.0:
             return q
-        gaussian = detached_gaussian(q)
-        base = gaussian.base_dist
-        assert isinstance(base, Normal)
-        wider = Normal(base.loc, base.scale * self.proposal_scale, validate_args=False)
-        return Independent(wider, 1, validate_args=False)
+        return widened(q, self.proposal_scale)
 
     def _log_observed(self, z: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """(log p(x_observed | z) + log p(z) [N], the decoder mean [N, ...])."""
