@@ -73,6 +73,7 @@ VARIANTS = {
     "ciwae-bound": {"bound": "ciwae", "num_particles": 3},
     "continuous-bernoulli": {"likelihood": "continuous-bernoulli"},
     "discretized-logistic": {"likelihood": "discretized-logistic", "mixture_components": 2},
+    "two-layers": {"stochastic_layers": 2, "lower_latent_dim": 4, "lower_hidden": (8,)},
 }
 for name, overrides in VARIANTS.items():
     for network in ("mlp", "conv"):
@@ -94,14 +95,15 @@ def test_contract_finite_loss_gradients_and_roundtrip(case: str, tmp_path) -> No
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert all(torch.isfinite(v) for v in loss.metrics.values())
-    assert model.latent_dim == 3
+    assert model.latent_dim == model.prior().event_shape[0] == model.encoder(x).event_shape[0]
+    assert model.latent_dim in (3, 3 + 4)  # a two-layer code is [z1, z2]
 
     save_weights(tmp_path / "m.safetensors", model)
     clone = make(shape)
     load_weights(tmp_path / "m.safetensors", clone)
     model.eval(), clone.eval()
     assert torch.equal(model.reconstruct(x), clone.reconstruct(x))
-    z = torch.randn(4, 3)
+    z = torch.randn(4, model.latent_dim)
     assert torch.equal(model.decode_mean(z), clone.decode_mean(z))
 
 

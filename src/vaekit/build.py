@@ -17,7 +17,14 @@ from vaekit.data import DATASETS, default_data_root, load_dataset
 from vaekit.data.base import Dataset, SourceOptions
 from vaekit.data.user import PYTHON_DATA
 from vaekit.distributions import LIKELIHOODS, POSTERIORS, PRIORS, Likelihood
+from vaekit.distributions.hierarchical import (
+    ConditionalGaussian,
+    LowerLayer,
+    TwoLayerEncoder,
+    TwoLayerPrior,
+)
 from vaekit.distributions.likelihoods import UNIT_INTERVAL
+from vaekit.distributions.posteriors import GaussianHead
 from vaekit.distributions.priors import MixturePrior, VampPrior
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import (
@@ -170,11 +177,14 @@ def build_posterior(cfg: ModelConfig, kind_posterior: str, in_features: int) -> 
     return head
 
 
-def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tuple[Any, nn.Module]:
+def _networks(
+    cfg: ModelConfig, event_shape: Sequence[int], params: int, code_dim: int
+) -> tuple[Any, nn.Module]:
+    """The encoder trunk and the decoder network for codes of ``code_dim`` dimensions."""
     lookup(ACTIVATIONS, cfg.activation, "activation")
     if cfg.network == "mlp":
         trunk = MLPTrunk(event_shape, cfg.hidden, cfg.activation)
-        net = MLPDecoderNet(cfg.latent_dim, event_shape, cfg.hidden[::-1], cfg.activation, params)
+        net = MLPDecoderNet(code_dim, event_shape, cfg.hidden[::-1], cfg.activation, params)
         return trunk, net
     if len(event_shape) != 3:
         raise DataError(
@@ -188,9 +198,49 @@ def _networks(cfg: ModelConfig, event_shape: Sequence[int], params: int) -> tupl
         )
     conv = ConvTrunk(event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm)
     dec = ConvDecoderNet(
-        cfg.latent_dim, event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm, params
+        code_dim, event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm, params
     )
     return conv, dec
+
+
+def _two_layers(
+    cfg: ModelConfig, event_shape: Sequence[int], params: int
+) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(encoder, decoder network, prior) of the two-stochastic-layer VAE (Burda et al. 2016):
+    q(z1|x) q(z2|z1), p(z2) p(z1|z2) with p(z2) = N(0, I), and a decoder that reads z1."""
+    defaults = ModelConfig()
+    clashes = {
+        "kind": cfg.kind != "vae",
+        "posterior": cfg.posterior != defaults.posterior,
+        "prior": cfg.prior != defaults.prior,
+        "gradient_estimator": cfg.gradient_estimator != defaults.gradient_estimator,
+    }
+    clash = next((name for name, differs in clashes.items() if differs), None)
+    if clash is not None:
+        raise ConfigError(
+            f"model.stochastic_layers = 2 builds its own Gaussian posterior and hierarchical "
+            f"prior for a VAE, with the reparameterisation gradient; model.{clash} = "
+            f"{getattr(cfg, clash)!r} does not combine with it: leave model.{clash} at "
+            f"{getattr(defaults, clash)!r}, or set model.stochastic_layers = 1"
+        )
+    lower_dim, top_dim = cfg.lower_latent_dim, cfg.latent_dim
+    trunk, decoder_net = _networks(cfg, event_shape, params, lower_dim)
+    lower = TrunkEncoder(trunk, GaussianHead(trunk.out_features, lower_dim))
+    up = ConditionalGaussian(lower_dim, cfg.lower_hidden, top_dim, cfg.activation)
+    down = ConditionalGaussian(top_dim, cfg.lower_hidden[::-1], lower_dim, cfg.activation)
+    encoder = TwoLayerEncoder(lower, up, top_dim)
+    return (
+        encoder,
+        nn.Sequential(LowerLayer(lower_dim), decoder_net),
+        TwoLayerPrior(top_dim, down, lower_dim),
+    )
+
+
+def _refuse_lower_layer_settings(cfg: ModelConfig) -> None:
+    defaults = ModelConfig()
+    for name in ("lower_latent_dim", "lower_hidden"):
+        if getattr(cfg, name) != getattr(defaults, name):
+            raise ConfigError(f"model.{name} applies to model.stochastic_layers = 2 only")
 
 
 def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
@@ -199,9 +249,15 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
     if cfg.latent_dim < 1:
         raise ConfigError(f"model.latent_dim must be at least 1, got {cfg.latent_dim}")
     likelihood = build_likelihood(cfg)
-    trunk, decoder_net = _networks(cfg, event_shape, likelihood.params_per_pixel)
-    encoder = TrunkEncoder(trunk, build_posterior(cfg, posterior, trunk.out_features))
-    prior = build_prior(cfg, encoder, event_shape)
+    if cfg.stochastic_layers == 2:
+        encoder, decoder_net, prior = _two_layers(cfg, event_shape, likelihood.params_per_pixel)
+    else:
+        _refuse_lower_layer_settings(cfg)
+        trunk, decoder_net = _networks(
+            cfg, event_shape, likelihood.params_per_pixel, cfg.latent_dim
+        )
+        encoder = TrunkEncoder(trunk, build_posterior(cfg, posterior, trunk.out_features))
+        prior = build_prior(cfg, encoder, event_shape)
     corruption = None
     if cfg.corruption != "none":
         corruption = lookup(CORRUPTIONS, cfg.corruption, "corruption")(cfg.corruption_level)

@@ -110,6 +110,15 @@ class ModelConfig:
     autoregressive flow steps that see the encoder's features; Kingma et al. 2016)."""
     flow_steps: int = 2
     """Steps of the "iaf" posterior, each a MADE as wide as the encoder's last hidden layer."""
+    stochastic_layers: int = 1
+    """Stochastic layers of a VAE: 1, or 2 (Burda et al. 2016: x -> hidden -> z1 of
+    lower_latent_dim -> lower_hidden -> z2 of latent_dim, the prior p(z2) p(z1|z2) with z2
+    standard normal; the code is [z1, z2])."""
+    lower_latent_dim: int = 100
+    """Dimension of z1, the stochastic layer next to the data, when stochastic_layers = 2."""
+    lower_hidden: tuple[int, ...] = (100, 100)
+    """Hidden widths between z1 and z2 (q(z2|z1) in this order, p(z1|z2) reversed) when
+    stochastic_layers = 2."""
     beta: float = 1.0
     """Weight on the KL term (beta-VAE); 1 gives the ELBO."""
     num_particles: int = 1
@@ -315,6 +324,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.prior_components": (_at_least(1), "at least 1"),
     "model.bound_groups": (_at_least(1), "at least 1"),
     "model.flow_steps": (_at_least(1), "at least 1"),
+    "model.stochastic_layers": (lambda v: v in (1, 2), "1 or 2"),
+    "model.lower_latent_dim": (_at_least(1), "at least 1"),
+    "model.lower_hidden": (_at_least(1), "layer widths of at least 1"),
     "model.ciwae_beta": (lambda v: 0 <= v <= 1, "a weight in [0, 1]"),
     "model.beta": (_non_negative, "non-negative"),
     "model.num_particles": (_at_least(1), "at least 1"),

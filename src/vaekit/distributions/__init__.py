@@ -1,6 +1,13 @@
 """Probability objects: posteriors q(z|x), likelihoods p(x|z), priors p(z), seeded sampling."""
 
 from vaekit.distributions.discretized_logistic import DiscretizedLogisticMixture
+from vaekit.distributions.hierarchical import (
+    ConditionalGaussian,
+    HierarchicalLatent,
+    LowerLayer,
+    TwoLayerEncoder,
+    TwoLayerPrior,
+)
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -34,6 +41,7 @@ __all__ = [
     "POSTERIORS",
     "PRIORS",
     "BernoulliLikelihood",
+    "ConditionalGaussian",
     "ContinuousBernoulliLikelihood",
     "Delta",
     "DeltaHead",
@@ -41,12 +49,16 @@ __all__ = [
     "DiscretizedLogisticMixture",
     "FixedGaussianLikelihood",
     "GaussianHead",
+    "HierarchicalLatent",
     "IAFHead",
     "IAFPosterior",
     "LearnedGaussianLikelihood",
     "Likelihood",
+    "LowerLayer",
     "MixturePrior",
     "StandardNormalPrior",
+    "TwoLayerEncoder",
+    "TwoLayerPrior",
     "VampPrior",
     "bits_per_dim",
     "diagonal_gaussian",

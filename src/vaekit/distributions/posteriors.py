@@ -90,11 +90,13 @@ def detached_gaussian(q: Distribution) -> Independent:
 
 
 def widened(q: Distribution, factor: float) -> Distribution:
-    """``q`` with its Gaussian's scale times ``factor`` (for an IAF posterior, its base
-    Gaussian's, the flow unchanged); the parameters are cut from the graph. A proposal for
-    Metropolis-Hastings steps."""
-    if isinstance(q, IAFPosterior):
-        return IAFPosterior(widened(q.base, factor), q.steps, q.context.detach())
+    """``q`` with its Gaussian's scale times ``factor``, cut from the graph: a proposal for
+    Metropolis-Hastings steps. A posterior built on Gaussians (an IAF, two stochastic layers)
+    widens them through its own ``widened(factor)`` method."""
+    own = getattr(q, "widened", None)
+    if callable(own):
+        out: Distribution = own(factor)
+        return out
     base = detached_gaussian(q).base_dist
     assert isinstance(base, Normal)
     wider = Normal(base.loc, base.scale * factor, validate_args=False)
@@ -191,6 +193,10 @@ class IAFPosterior(Distribution):
             return self._latest[1]
         z0, log_det = self.invert(value)
         return self.base.log_prob(z0) - log_det
+
+    def widened(self, factor: float) -> IAFPosterior:
+        """The flow on the base Gaussian widened ``factor`` times (see ``widened``)."""
+        return IAFPosterior(widened(self.base, factor), self.steps, self.context.detach())
 
     @property
     def mean(self) -> Tensor:
