@@ -79,6 +79,11 @@ for name, overrides in VARIANTS.items():
     for network in ("mlp", "conv"):
         cfg = small_config("vae", network, **overrides)
         CASES[f"vae-{name}-{network}"] = (partial(build_model, cfg), SHAPES[network])
+for kind in ("vae", "aae"):  # conditional on 4 classes
+    for network in ("mlp", "conv"):
+        cfg = small_config(kind, network, conditional=True)
+        make = partial(build_model, cfg, num_classes=4)
+        CASES[f"{kind}-conditional-{network}"] = (make, SHAPES[network])
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -87,7 +92,9 @@ def test_contract_finite_loss_gradients_and_roundtrip(case: str, tmp_path) -> No
     torch.manual_seed(0)
     model = make(shape)
     x = torch.rand(5, *shape)
-    loss = model.loss(x, generator=torch.Generator().manual_seed(1))
+    labels = None if model.condition is None else torch.tensor([0, 1, 2, 3, 0])
+    with model.given(labels):
+        loss = model.loss(x, generator=torch.Generator().manual_seed(1))
     assert set(loss.objectives) == set(model.parameter_groups())
     for name, objective in loss.objectives.items():
         assert objective.dim() == 0 and torch.isfinite(objective)
@@ -95,16 +102,18 @@ def test_contract_finite_loss_gradients_and_roundtrip(case: str, tmp_path) -> No
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert all(torch.isfinite(v) for v in loss.metrics.values())
-    assert model.latent_dim == model.prior().event_shape[0] == model.encoder(x).event_shape[0]
+    with model.given(labels):
+        assert model.latent_dim == model.prior().event_shape[0] == model.encoder(x).event_shape[0]
     assert model.latent_dim in (3, 3 + 4)  # a two-layer code is [z1, z2]
 
     save_weights(tmp_path / "m.safetensors", model)
     clone = make(shape)
     load_weights(tmp_path / "m.safetensors", clone)
     model.eval(), clone.eval()
-    assert torch.equal(model.reconstruct(x), clone.reconstruct(x))
-    z = torch.randn(4, model.latent_dim)
-    assert torch.equal(model.decode_mean(z), clone.decode_mean(z))
+    with model.given(labels), clone.given(labels):
+        assert torch.equal(model.reconstruct(x), clone.reconstruct(x))
+        z = torch.randn(5, model.latent_dim)
+        assert torch.equal(model.decode_mean(z), clone.decode_mean(z))
 
 
 def test_a_pair_torch_has_no_kl_for_takes_the_monte_carlo_estimate() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ from vaekit.models import (
     MODELS,
     VAE,
     Autoencoder,
+    Condition,
+    ConditionalDecoder,
+    ConditionalEncoder,
     LatentDiscriminator,
     NetworkDecoder,
     TrunkEncoder,
@@ -86,7 +90,8 @@ MAX_SCALE_RATIO = 100.0
 
 def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
     """Refuse data a likelihood cannot score: Bernoulli needs values in [0, 1]; a Gaussian on
-    feature vectors whose scales differ by more than ``MAX_SCALE_RATIO`` needs them standardised.
+    feature vectors whose scales differ by more than ``MAX_SCALE_RATIO`` needs them standardised;
+    a conditional model needs its labelled data in memory.
     """
     if cfg.likelihood in UNIT_INTERVAL and dataset.value_range != "unit":
         fix = (
@@ -97,6 +102,11 @@ def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
         raise DataError(
             f"dataset {dataset.name!r} has values outside [0, 1], which a {cfg.likelihood} "
             f"likelihood cannot score; rescale the data to [0, 1] or {fix}"
+        )
+    if cfg.conditional and dataset.train_stream is not None:
+        raise DataError(
+            "model.conditional = true trains on labelled data held in memory, but this folder "
+            "is streamed from disk: set data.in_memory = true (or data.limit to fewer images)"
         )
     unscaled_vectors = dataset.standardization is None and not dataset.is_images
     if cfg.likelihood.startswith("gaussian") and unscaled_vectors:
@@ -178,12 +188,16 @@ def build_posterior(cfg: ModelConfig, kind_posterior: str, in_features: int) -> 
 
 
 def _networks(
-    cfg: ModelConfig, event_shape: Sequence[int], params: int, code_dim: int
+    cfg: ModelConfig, event_shape: Sequence[int], params: int, code_dim: int, extra: int = 0
 ) -> tuple[Any, nn.Module]:
-    """The encoder trunk and the decoder network for codes of ``code_dim`` dimensions."""
+    """The encoder trunk and the decoder network for codes of ``code_dim`` dimensions; with
+    ``extra`` condition dimensions, the trunk reads x joined to them (flattened for an MLP, as
+    image channels for conv nets) and the decoder reads [z, y]."""
     lookup(ACTIVATIONS, cfg.activation, "activation")
+    code_dim += extra
     if cfg.network == "mlp":
-        trunk = MLPTrunk(event_shape, cfg.hidden, cfg.activation)
+        inputs = (math.prod(event_shape) + extra,) if extra else event_shape
+        trunk = MLPTrunk(inputs, cfg.hidden, cfg.activation)
         net = MLPDecoderNet(code_dim, event_shape, cfg.hidden[::-1], cfg.activation, params)
         return trunk, net
     if len(event_shape) != 3:
@@ -196,7 +210,8 @@ def _networks(
             f"conv networks need square images, got {list(event_shape)}; set "
             'model.network = "mlp", or resize the images to a square (data.image_size)'
         )
-    conv = ConvTrunk(event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm)
+    channels, *side = event_shape
+    conv = ConvTrunk((channels + extra, *side), cfg.conv_channels, cfg.activation, cfg.batch_norm)
     dec = ConvDecoderNet(
         code_dim, event_shape, cfg.conv_channels, cfg.activation, cfg.batch_norm, params
     )
@@ -236,6 +251,34 @@ def _two_layers(
     )
 
 
+def _condition(cfg: ModelConfig, num_classes: int | None) -> Condition | None:
+    """The ``Condition`` a conditional model's encoder and decoder share, else None."""
+    if not cfg.conditional:
+        return None
+    if num_classes is None or num_classes < 1:
+        raise DataError(
+            "model.conditional = true needs class labels: train on a labelled dataset (digits, "
+            "mnist, an image folder of class folders, a table with data.label_column)"
+        )
+    if not MODELS[cfg.kind][0].prior_matched:
+        raise ConfigError(
+            f"model.conditional = true needs a model sampled from its prior; model kind "
+            f"{cfg.kind!r} is sampled through a fit of its codes, which has no classes: use "
+            'model.kind = "vae" or "aae"'
+        )
+    for name, differs in (
+        ("prior", cfg.prior == "vamp"),
+        ("stochastic_layers", cfg.stochastic_layers != 1),
+    ):
+        if differs:
+            raise ConfigError(
+                f"model.conditional = true does not combine with model.{name} = "
+                f"{getattr(cfg, name)!r} yet (its prior would need the labels); use "
+                f"model.{name} = {getattr(ModelConfig(), name)!r}"
+            )
+    return Condition(num_classes)
+
+
 def _refuse_lower_layer_settings(cfg: ModelConfig) -> None:
     defaults = ModelConfig()
     for name in ("lower_latent_dim", "lower_hidden"):
@@ -243,21 +286,34 @@ def _refuse_lower_layer_settings(cfg: ModelConfig) -> None:
             raise ConfigError(f"model.{name} applies to model.stochastic_layers = 2 only")
 
 
-def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
-    """The configured model for data of shape ``event_shape``: (C, H, W) or (D,)."""
+def build_model(
+    cfg: ModelConfig, event_shape: Sequence[int], *, num_classes: int | None = None
+) -> Autoencoder:
+    """The configured model for data of shape ``event_shape``: (C, H, W) or (D,).
+
+    A conditional model (``model.conditional``) needs ``num_classes``, the number of class
+    labels it is conditioned on."""
     cls, posterior = lookup(MODELS, cfg.kind, "model kind")
     if cfg.latent_dim < 1:
         raise ConfigError(f"model.latent_dim must be at least 1, got {cfg.latent_dim}")
     likelihood = build_likelihood(cfg)
+    condition = _condition(cfg, num_classes)
+    extra = 0 if condition is None else condition.dim
+    encoder: nn.Module
     if cfg.stochastic_layers == 2:
         encoder, decoder_net, prior = _two_layers(cfg, event_shape, likelihood.params_per_pixel)
     else:
         _refuse_lower_layer_settings(cfg)
         trunk, decoder_net = _networks(
-            cfg, event_shape, likelihood.params_per_pixel, cfg.latent_dim
+            cfg, event_shape, likelihood.params_per_pixel, cfg.latent_dim, extra
         )
         encoder = TrunkEncoder(trunk, build_posterior(cfg, posterior, trunk.out_features))
         prior = build_prior(cfg, encoder, event_shape)
+    decoder: nn.Module = NetworkDecoder(decoder_net, likelihood)
+    if condition is not None:
+        join = "flat" if cfg.network == "mlp" else "planes"
+        encoder = ConditionalEncoder(encoder, condition, join)
+        decoder = ConditionalDecoder(decoder, condition)
     corruption = None
     if cfg.corruption != "none":
         corruption = lookup(CORRUPTIONS, cfg.corruption, "corruption")(cfg.corruption_level)
@@ -284,7 +340,7 @@ def build_model(cfg: ModelConfig, event_shape: Sequence[int]) -> Autoencoder:
             cfg.latent_dim, cfg.discriminator_hidden, cfg.activation
         )
     try:
-        model: Autoencoder = cls(encoder, NetworkDecoder(decoder_net, likelihood), prior, **kwargs)
+        model: Autoencoder = cls(encoder, decoder, prior, **kwargs)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
     _BUILT[model] = (cfg, tuple(event_shape))

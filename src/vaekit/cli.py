@@ -21,6 +21,7 @@ from vaekit.config import config_from_dict, config_to_dict, load_config
 from vaekit.data.base import Dataset
 from vaekit.errors import VaekitError
 from vaekit.exports import write_csv, write_npy
+from vaekit.models.conditional import labels_for
 from vaekit.runs import Run, load_run
 from vaekit.runtime import choose_device, new_run_path
 from vaekit.samplers import (
@@ -116,6 +117,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     if args.num_samples is not None and args.num_samples < 1:
         raise VaekitError(f"--num-samples must be at least 1, got {args.num_samples}")
+    condition = run.model.condition
+    if condition is None and args.condition is not None:
+        raise VaekitError("--condition applies to a conditional model (model.conditional = true)")
+    if condition is not None and cls not in (PriorSampler, MarkovChainSampler):
+        raise VaekitError(
+            f"--sampler {args.sampler} fits the codes of unlabelled training data; a conditional "
+            "model samples with --sampler prior or markov-chain"
+        )
     if cls is MarkovChainSampler:
         return _sample_chain(args, run, generator)
     for option in ("steps", "start"):
@@ -130,15 +139,53 @@ def cmd_sample(args: argparse.Namespace) -> int:
         dataset = build_dataset(run.config.data, run.config.train.seed)
         sampler = cls(run.model, dataset.train.x, decode=args.decode)
     default_count = 64 if images and args.format == "png" else 1000
-    samples = sampler.sample(args.num_samples or default_count, generator=generator).cpu()
+    labels = _sample_labels(args, run, default_count)
+    count = args.num_samples or default_count if labels is None else len(labels)
+    with run.model.given(labels):
+        samples = sampler.sample(count, generator=generator).cpu()
     if images and args.format == "png":
+        title = f"{args.sampler} samples" + _condition_title(args, labels)
         out = plots.save_image_grid(
-            samples, _out(args, run, f"sample-{args.sampler}"), title=f"{args.sampler} samples"
+            samples,
+            _out(args, run, f"sample-{args.sampler}" + _condition_name(args)),
+            title=title,
+            ncols=8 if labels is not None and args.condition is None else None,
         )
     else:
-        out = _write_samples(args, run, samples, dataset, f"sample-{args.sampler}")
+        name = f"sample-{args.sampler}" + _condition_name(args)
+        out = _write_samples(args, run, samples, dataset, name)
     print(f"wrote {out}")
     return 0
+
+
+def _sample_labels(args: argparse.Namespace, run: Run, default_count: int) -> torch.Tensor | None:
+    """The class of each sample of a conditional model: ``--condition`` for all of them, else
+    one row of 8 per class (or the classes in turn, for ``--num-samples``); None otherwise."""
+    condition = run.model.condition
+    if condition is None:
+        return None
+    device = next(run.model.parameters()).device
+    if args.condition is not None:
+        if not 0 <= args.condition < condition.dim:
+            raise VaekitError(
+                f"--condition must be a class in 0..{condition.dim - 1}, got {args.condition}"
+            )
+        return torch.full((args.num_samples or default_count,), args.condition, device=device)
+    if args.num_samples is not None:
+        return torch.arange(args.num_samples, device=device) % condition.dim
+    return torch.arange(condition.dim, device=device).repeat_interleave(8)
+
+
+def _condition_name(args: argparse.Namespace) -> str:
+    return "" if args.condition is None else f"-class-{args.condition}"
+
+
+def _condition_title(args: argparse.Namespace, labels: torch.Tensor | None) -> str:
+    if labels is None:
+        return ""
+    if args.condition is not None:
+        return f", class {args.condition}"
+    return ", one row per class" if args.num_samples is None else ", classes in turn"
 
 
 def _in_units(run: Run, x: torch.Tensor) -> torch.Tensor:
@@ -194,11 +241,18 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
         data = build_dataset(run.config.data, run.config.train.seed).train.x
     sampler = MarkovChainSampler(run.model, data, start=start, decode=args.decode)
     images = len(run.event_shape) == 3
-    count = args.num_samples or (10 if images else 1000)
-    trajectory = sampler.run(count, steps[-1], record=steps, generator=generator)
-    rows = [sampler.decode_latent(trajectory.states[t].z, generator=generator) for t in steps]
-    title = f"Markov chain from {start} ({args.decode} decoding)"
-    name = "sample-markov-chain"
+    condition = run.model.condition
+    default_count = (10 if images else 1000) if condition is None else condition.dim
+    labels = _sample_labels(args, run, default_count)
+    if labels is not None and args.condition is None and args.num_samples is None:
+        labels = labels.unique()  # one chain per class
+    count = args.num_samples or default_count if labels is None else len(labels)
+    with run.model.given(labels):
+        trajectory = sampler.run(count, steps[-1], record=steps, generator=generator)
+        rows = [sampler.decode_latent(trajectory.states[t].z, generator=generator) for t in steps]
+    title = f"Markov chain from {start} ({args.decode} decoding)" + _condition_title(args, labels)
+    title = title.replace("one row per class", "one column per class")
+    name = "sample-markov-chain" + _condition_name(args)
     name += "" if start == "prior" else f"-from-{start}"
     name += "" if args.decode == "mean" else f"-{args.decode}"
     name += "-" + "-".join(map(str, steps))
@@ -228,6 +282,10 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     if len(split) < 2 * args.pairs:
         raise VaekitError(f"the {args.split} split has fewer than {2 * args.pairs} points")
     x = split[: 2 * args.pairs].to(_device(args))
+    classes = labels_for(run.model, getattr(dataset, args.split).y)
+    if classes is not None:  # a conditional model: paths between two images of one class
+        x, classes = _same_class_pairs(split, classes, args.pairs)
+        x = x.to(_device(args))
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     chain_steps = [0] if args.chain_steps == 0 else [0, args.chain_steps]
     name = f"interpolation-{args.method}" + (
@@ -236,16 +294,18 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     out_path = _out(args, run, name)
     images = {}
     for k in chain_steps:
-        path = interpolate_images(  # [T, P, D]
-            run.model,
-            x[: args.pairs],
-            x[args.pairs :],
-            method=args.method,
-            num_points=args.num_points,
-            chain_steps=k,
-            generator=generator,
-        )
-        images[k] = run.model.decode_mean(path.flatten(0, 1)).view(*path.shape[:2], *x.shape[1:])
+        with run.model.given(classes):
+            path = interpolate_images(  # [T, P, D]
+                run.model,
+                x[: args.pairs],
+                x[args.pairs :],
+                method=args.method,
+                num_points=args.num_points,
+                chain_steps=k,
+                generator=generator,
+            )
+            decoded = run.model.decode_mean(path.flatten(0, 1))
+        images[k] = decoded.view(*path.shape[:2], *x.shape[1:])
     if x.dim() == 2:  # vectors: each feature along the paths, in the data's units
         paths = {
             ("decoded" if k == 0 else f"+{k} chain steps"): _in_units(run, images[k].cpu())
@@ -267,15 +327,42 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_and_images(args: argparse.Namespace) -> tuple[Run, torch.Tensor]:
-    """The run, and the first ``args.num`` images of its ``args.split`` on the chosen device."""
+def _same_class_pairs(
+    x: torch.Tensor, y: torch.Tensor, pairs: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pairs`` pairs of points of one class (the first points, each with the next point of
+    its class) as [x_a; x_b] [2P, ...], and their labels [P]."""
+    first, second = [], []
+    for i in range(len(x)):
+        later = torch.nonzero(y[i + 1 :] == y[i]).flatten()
+        if len(later) and i not in second:
+            first.append(i)
+            second.append(i + 1 + int(later[0]))
+        if len(first) == pairs:
+            break
+    if len(first) < pairs:
+        raise VaekitError(f"the split has fewer than {pairs} pairs of points of one class")
+    index = torch.tensor(first + second)
+    return x[index], y[torch.tensor(first)]
+
+
+def _run_and_images(args: argparse.Namespace) -> tuple[Run, torch.Tensor, torch.Tensor | None]:
+    """The run, the first ``args.num`` images of its ``args.split`` on the chosen device, and
+    their labels for a conditional model (else None)."""
     run = load_run(args.run, device=_device(args), **_data_paths(args))
-    dataset = build_dataset(run.config.data, run.config.train.seed)
-    return run, getattr(dataset, args.split).x[: args.num].to(_device(args))
+    split = getattr(build_dataset(run.config.data, run.config.train.seed), args.split)
+    labels = labels_for(run.model, split.y)
+    labels = None if labels is None else labels[: args.num].to(_device(args))
+    return run, split.x[: args.num].to(_device(args)), labels
 
 
 def cmd_impute(args: argparse.Namespace) -> int:
-    run, x = _run_and_images(args)
+    run, x, y = _run_and_images(args)
+    with run.model.given(y):
+        return _impute(args, run, x)
+
+
+def _impute(args: argparse.Namespace, run: Run, x: torch.Tensor) -> int:
     steps = _parse_steps(args.steps)
     generator = torch.Generator(_device(args)).manual_seed(args.seed)
     shape = tuple(int(n) for n in x.shape[1:])
@@ -324,8 +411,9 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    run, x = _run_and_images(args)
-    recon = run.model.reconstruct(x).cpu()
+    run, x, y = _run_and_images(args)
+    with run.model.given(y):
+        recon = run.model.reconstruct(x).cpu()
     out_path = _out(args, run, f"reconstructions-{args.split}")
     if x.dim() == 2:  # vectors: reconstructed against true values, in the data's units
         out = vector_plots.save_vector_reconstructions(
@@ -499,6 +587,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", help="markov-chain: chain steps to show, one row each (default 0,1,5,10)"
     )
     p.add_argument("--start", choices=STARTS, help="markov-chain: where chains start (prior)")
+    p.add_argument(
+        "--condition",
+        type=int,
+        default=None,
+        help="a conditional model's class for every sample (default: one row of 8 per class; "
+        "for markov-chain, one chain per class)",
+    )
 
     p = command("interpolate", cmd_interpolate, "latent paths between pairs of images, as a PNG")
     with_run(p)

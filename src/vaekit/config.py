@@ -114,6 +114,10 @@ class ModelConfig:
     """Stochastic layers of a VAE: 1, or 2 (Burda et al. 2016: x -> hidden -> z1 of
     lower_latent_dim -> lower_hidden -> z2 of latent_dim, the prior p(z2) p(z1|z2) with z2
     standard normal; the code is [z1, z2])."""
+    conditional: bool = False
+    """The conditional model (Sohn et al. 2015): the dataset's class labels feed the encoder
+    (joined to x) and the decoder (joined to z); samples are drawn per class
+    (``vaekit sample --condition``)."""
     lower_latent_dim: int = 100
     """Dimension of z1, the stochastic layer next to the data, when stochastic_layers = 2."""
     lower_hidden: tuple[int, ...] = (100, 100)

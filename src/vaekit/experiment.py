@@ -22,7 +22,14 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.figures import render_run_figures
 from vaekit.files import atomic_write, atomic_write_many, remove_stale_temporaries, write_json
 from vaekit.models.base import Autoencoder
-from vaekit.runs import Run, provenance, read_run_config, save_model, write_run_config
+from vaekit.runs import (
+    Run,
+    condition_size,
+    provenance,
+    read_run_config,
+    save_model,
+    write_run_config,
+)
 from vaekit.runtime import (
     RunDir,
     choose_device,
@@ -208,7 +215,7 @@ def _train(
     seed_everything(train_cfg.seed)
     dataset = build_dataset(config.data, train_cfg.seed)
     check_data_fits(dataset, config.model)
-    model = build_model(config.model, dataset.event_shape)
+    model = build_model(config.model, dataset.event_shape, num_classes=dataset.num_classes)
     if not resume:
         world.run_on_main(lambda: prepare_run_dir(out, resume=False, overwrite=overwrite))
     num_params = sum(p.numel() for p in model.parameters())
@@ -260,6 +267,7 @@ def _train(
             dataset.event_shape,
             standardization=dataset.standardization,
             feature_names=dataset.feature_names,
+            num_classes=condition_size(model),
         ),
         argv=argv,
         extend=extended,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -44,15 +45,20 @@ def render_run_figures(
     else:
         written = _vector_figures(model, dataset, run, sampler, generator, max_points)
     val_x = dataset.val.x[:max_points]
-    codes = torch.cat([model.encode_mean(b.to(device)).cpu() for b in val_x.split(1000)])
     labels = dataset.val.y[:max_points] if dataset.val.y is not None else None
+    codes = torch.cat(
+        [
+            _encode(model, x, y, device)
+            for x, y in zip(val_x.split(1000), _split(labels, 1000, len(val_x)), strict=True)
+        ]
+    )
     written.append(
         plots.save_latent_scatter(codes, labels, run.figure("latent"), title="Validation codes")
     )
     if history:
         num_dims = math.prod(dataset.event_shape)
         written.append(plots.save_curves(history, run.figure("curves"), num_dims=num_dims))
-    if model.latent_dim == 2 and dataset.is_images:
+    if model.latent_dim == 2 and dataset.is_images and model.condition is None:
         # the grid spans the codes latent.png shows, so no cluster there falls outside it
         written.append(
             plots.save_manifold(
@@ -70,14 +76,38 @@ def _image_figures(
     generator: torch.Generator,
 ) -> list[Path]:
     device = next(model.parameters()).device
-    samples = sampler.sample(64, generator=generator).cpu()
     x = dataset.val.x[:16].to(device)
-    return [
-        plots.save_image_grid(samples, run.figure("samples"), title="Samples"),
-        plots.save_reconstructions(
-            x.cpu(), model.reconstruct(x).cpu(), run.figure("reconstructions")
-        ),
-    ]
+    y = None if dataset.val.y is None else dataset.val.y[:16]
+    condition = model.condition
+    if condition is None:
+        samples = sampler.sample(64, generator=generator).cpu()
+        grid = plots.save_image_grid(samples, run.figure("samples"), title="Samples")
+    else:  # one row of 8 per class
+        rows = torch.arange(condition.dim).repeat_interleave(8).to(device)
+        with model.given(rows):
+            samples = sampler.sample(len(rows), generator=generator).cpu()
+        title = "Samples, one row per class (0 at the top)"
+        grid = plots.save_image_grid(samples, run.figure("samples"), ncols=8, title=title)
+    with _given(model, y):
+        recon = model.reconstruct(x).cpu()
+    return [grid, plots.save_reconstructions(x.cpu(), recon, run.figure("reconstructions"))]
+
+
+def _given(model: Autoencoder, y: torch.Tensor | None) -> AbstractContextManager[None]:
+    """``model.given(y)`` for a conditional model, a no-op block otherwise."""
+    return model.given(y if model.condition is not None else None)
+
+
+def _split(y: torch.Tensor | None, size: int, total: int) -> Sequence[torch.Tensor | None]:
+    """``y.split(size)``, or as many Nones as ``total`` rows make batches."""
+    return [None] * math.ceil(total / size) if y is None else y.split(size)
+
+
+def _encode(
+    model: Autoencoder, x: torch.Tensor, y: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    with _given(model, y):
+        return model.encode_mean(x.to(device)).cpu()
 
 
 def _vector_figures(
@@ -92,9 +122,17 @@ def _vector_figures(
     validation vectors, in the data's own units."""
     device = next(model.parameters()).device
     real = dataset.train.x[:max_points]
-    samples = sampler.sample(len(real), generator=generator).cpu()
+    real_y = None if dataset.train.y is None else dataset.train.y[:max_points]
+    with _given(model, real_y):  # a conditional model draws the real vectors' class mix
+        samples = sampler.sample(len(real), generator=generator).cpu()
     val = dataset.val.x[:max_points]
-    recon = torch.cat([model.reconstruct(b.to(device)).cpu() for b in val.split(1000)])
+    val_y = None if dataset.val.y is None else dataset.val.y[:max_points]
+    recon = torch.cat(
+        [
+            _reconstruct(model, x, y, device)
+            for x, y in zip(val.split(1000), _split(val_y, 1000, len(val)), strict=True)
+        ]
+    )
     if dataset.standardization is not None:
         real, samples, val, recon = map(dataset.standardization.invert, (real, samples, val, recon))
     names = dataset.feature_names or None
@@ -105,3 +143,10 @@ def _vector_figures(
             val, recon, run.figure("reconstructions"), names=names
         ),
     ]
+
+
+def _reconstruct(
+    model: Autoencoder, x: torch.Tensor, y: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    with _given(model, y):
+        return model.reconstruct(x.to(device)).cpu()

@@ -28,7 +28,7 @@ from vaekit.experiment import (
 )
 from vaekit.figures import render_run_figures
 from vaekit.models.base import Autoencoder
-from vaekit.runs import read_run_config, write_run_config
+from vaekit.runs import condition_size, read_run_config, write_run_config
 from vaekit.runtime import (
     RunDir,
     choose_device,
@@ -148,7 +148,13 @@ def fit(
 
         def write_config() -> None:
             assert run is not None
-            write_run_config(run, config, event_shape, python_class=python_class)
+            write_run_config(
+                run,
+                config,
+                event_shape,
+                python_class=python_class,
+                num_classes=condition_size(model),
+            )
 
         facts = {"dataset": PYTHON_DATA, "dataset_identity": source_identity(train_source, sample)}
         run_trainer(

@@ -48,6 +48,7 @@ def write_run_config(
     python_class: str | None = None,
     standardization: Standardization | None = None,
     feature_names: tuple[str, ...] = (),
+    num_classes: int | None = None,
 ) -> None:
     """Write config.json: the fully resolved config plus what is needed to rebuild the model.
 
@@ -55,7 +56,8 @@ def write_run_config(
     the config cannot rebuild: ``vaekit.load`` then needs the architecture passed in.
     ``standardization`` (the training split's feature statistics) lets commands map samples
     back to the data's units without loading the data; ``feature_names`` name the columns of
-    vectors in figures and exported samples.
+    vectors in figures and exported samples. ``num_classes`` is the size of a conditional
+    model's condition (its label count).
     """
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
@@ -72,7 +74,21 @@ def write_run_config(
         meta["standardization"] = standardization.to_json()
     if feature_names:
         meta["feature_names"] = list(feature_names)
+    if num_classes is not None:
+        meta["num_classes"] = int(num_classes)
     write_json(run.config, meta)
+
+
+def condition_size(model: Autoencoder) -> int | None:
+    """The label count (condition size) of a conditional model, else None."""
+    condition = model.condition
+    return None if condition is None else condition.dim
+
+
+def run_num_classes(path: str | Path) -> int | None:
+    """The label count a conditional run's model was built for, or None."""
+    value = _read_meta(path).get("num_classes")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def run_standardization(path: str | Path) -> Standardization | None:
@@ -172,7 +188,7 @@ def load_run(
             "cannot rebuild; load it in Python with vaekit.load(run, model=<a fresh instance>)"
         )
     run = RunDir(Path(path))
-    model = build_model(config.model, event_shape)
+    model = build_model(config.model, event_shape, num_classes=run_num_classes(path))
     load_weights(run.model, model)
     model.eval()
     return Run(
@@ -218,10 +234,12 @@ def save(
     recipe = recipe_of(model)
     if recipe is not None:
         config, shape = Config(model=recipe[0]), recipe[1]
-        write_run_config(run, config, shape)
+        write_run_config(run, config, shape, num_classes=condition_size(model))
     else:
         name = f"{type(model).__module__}.{type(model).__qualname__}"
-        write_run_config(run, Config(), event_shape or (), python_class=name)
+        write_run_config(
+            run, Config(), event_shape or (), python_class=name, num_classes=condition_size(model)
+        )
     save_model(run, model)
     return run.path
 

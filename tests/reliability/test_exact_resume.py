@@ -45,10 +45,12 @@ VARIANTS = {
     "vae-ema": ("model.kind=vae", "train.ema_decay=0.9"),
     "vae-bfloat16": ("model.kind=vae", "train.precision='bfloat16'", "model.hidden=[64]"),
     "vae-compiled": ("model.kind=vae", "train.compile=true"),
-    # the compositions: a flow posterior, learned priors, and a bound with two optimisers
+    # the compositions: a flow posterior, learned priors, two stochastic layers, labels, and a
+    # bound with two optimisers
     "vae-iaf": ("model.kind=vae", "model.posterior='iaf'"),
     "vae-vamp": ("model.kind=vae", "model.prior='vamp'", "model.prior_components=3"),
     "vae-two-layers": ("model.kind=vae", "model.stochastic_layers=2", "model.lower_latent_dim=4"),
+    "vae-conditional": ("model.kind=vae", "model.conditional=true"),
     "vae-piwae": (
         "model.kind=vae",
         "model.bound='piwae'",
@@ -120,6 +122,7 @@ SCENARIOS = {
     "vae-iaf-mid-epoch": ("vae-iaf", (1, 1)),
     "vae-vamp-mid-epoch": ("vae-vamp", (1, 1)),
     "vae-two-layers-mid-epoch": ("vae-two-layers", (1, 1)),
+    "vae-conditional-mid-epoch": ("vae-conditional", (1, 1)),
     "vae-piwae-mid-epoch": ("vae-piwae", (1, 1)),
 }
 

@@ -97,6 +97,7 @@ UNITS: dict[str, dict[str, str]] = {
         "kid-*": "squared MMD of features",
         "precision": FRACTION,
         "recall": FRACTION,
+        "conditional_accuracy": FRACTION,
         "num_real": COUNT,
         "num_samples": COUNT,
         "reference.fid_half_vs_half": "squared feature distance",

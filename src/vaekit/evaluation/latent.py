@@ -17,6 +17,7 @@ from torch.distributions import Independent, kl_divergence
 
 from vaekit.distributions.sampling import draw
 from vaekit.evaluation.context import EvaluationContext, MetricResult
+from vaekit.models.conditional import labelled_batches, labels_for
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2
 MMD_MAX_POINTS = 2000
@@ -28,15 +29,17 @@ MOMENT_SAMPLES = 64  # draws per input where q(z|x) has no closed-form variance 
 
 
 @torch.inference_mode()
-def encode(ctx: EvaluationContext, x: Tensor) -> tuple[Tensor, Tensor]:
+def encode(ctx: EvaluationContext, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Posterior codes and variances Var_q[z|x], [N, D] each, float64 on the CPU.
 
     The codes are ``q.mean``: E_q[z|x] for a Gaussian, the flow's image of its base mean for
     an IAF posterior. A posterior without a closed-form variance gets the sample variance of
-    ``MOMENT_SAMPLES`` draws from the context's generator."""
+    ``MOMENT_SAMPLES`` draws from the context's generator. A conditional model encodes x given
+    its labels ``y``."""
     loc, var = [], []
     generator = ctx.generator(6)
-    for x_batch in x.split(max(ctx.batch_size, 500)):
+    labels = labels_for(ctx.model, y)
+    for x_batch in labelled_batches(ctx.model, x, labels, max(ctx.batch_size, 500)):
         q = ctx.model.encoder(x_batch.to(ctx.device))
         loc.append(q.mean.double().cpu())
         try:
@@ -54,11 +57,12 @@ def active_units(loc: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple
 
 
 @torch.inference_mode()
-def per_unit_kl(ctx: EvaluationContext, x: Tensor) -> Tensor:
+def per_unit_kl(ctx: EvaluationContext, x: Tensor, y: Tensor | None = None) -> Tensor:
     """E_x KL(q(z_u|x) || p(z_u)) per unit [D] in nats (factorised q and p, closed form)."""
     prior = ctx.model.prior()
     total = torch.zeros(ctx.model.latent_dim, dtype=torch.float64)
-    for x_batch in x.split(max(ctx.batch_size, 500)):
+    labels = labels_for(ctx.model, y)
+    for x_batch in labelled_batches(ctx.model, x, labels, max(ctx.batch_size, 500)):
         q = ctx.model.encoder(x_batch.to(ctx.device))
         if not (isinstance(q, Independent) and isinstance(prior, Independent)):
             raise TypeError("per-unit KL needs factorised (Independent) q(z|x) and p(z)")
@@ -158,7 +162,7 @@ def probe_accuracies(
 
 def active_units_metric(ctx: EvaluationContext) -> MetricResult:
     """Active units (Cov_x E_q[z_u] > 0.01), per-unit KL, and a posterior-collapse warning."""
-    loc, _ = encode(ctx, ctx.data.x)
+    loc, _ = encode(ctx, ctx.data.x, ctx.data.y)
     count, activity = active_units(loc)
     result: MetricResult = {
         "active_units": count,
@@ -169,14 +173,16 @@ def active_units_metric(ctx: EvaluationContext) -> MetricResult:
     if not ctx.model.has_density:
         result["note"] = "deterministic codes: no KL, and the 0.01 threshold depends on their scale"
         return result
-    prior, q = ctx.model.prior(), ctx.model.encoder(ctx.data.x[:1].to(ctx.device))
+    first = None if ctx.data.y is None else ctx.data.y[:1]
+    with ctx.model.given(labels_for(ctx.model, first)):
+        prior, q = ctx.model.prior(), ctx.model.encoder(ctx.data.x[:1].to(ctx.device))
     if not (isinstance(q, Independent) and isinstance(prior, Independent)):
         result["note"] = (
             "the KL per unit needs a factorised q(z|x) and p(z); this model's do not factorise "
             "(a flow posterior or a learned prior), so only the activity is given"
         )
         return result
-    kl = per_unit_kl(ctx, ctx.data.x)
+    kl = per_unit_kl(ctx, ctx.data.x, ctx.data.y)
     result["kl_per_unit"] = [round(float(k), 6) for k in kl]
     result["kl_total"] = float(kl.sum())
     inactive = ctx.model.latent_dim - count
@@ -193,12 +199,13 @@ def active_units_metric(ctx: EvaluationContext) -> MetricResult:
 def aggregate_posterior_metric(ctx: EvaluationContext) -> MetricResult:
     """Aggregate posterior vs prior: MMD² with a permutation scale, and a Gaussian-fit KL."""
     x = ctx.data.x
-    loc, var = encode(ctx, x)
+    loc, var = encode(ctx, x, ctx.data.y)
     generator = ctx.generator(3)
     count = min(len(x), MMD_MAX_POINTS)
     index = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.seed))[:count]
     # One draw z ~ q(z|x) per point is one draw from the aggregate posterior q(z).
-    with torch.inference_mode():
+    labels = labels_for(ctx.model, ctx.data.y)
+    with torch.inference_mode(), ctx.model.given(None if labels is None else labels[index]):
         q = ctx.model.encoder(x[index].to(ctx.device))
         codes = draw(q, generator=generator).double().cpu()  # [n, D]
         prior_draws = draw(ctx.model.prior(), (count,), generator=generator).double().cpu()
@@ -215,8 +222,8 @@ def aggregate_posterior_metric(ctx: EvaluationContext) -> MetricResult:
 def probes_metric(ctx: EvaluationContext) -> MetricResult:
     """Logistic-regression and k-NN accuracy on encoder means (fit on train, score the split)."""
     train_y, test_y = ctx.require_labels("the latent probes")
-    train_codes, _ = encode(ctx, ctx.dataset.train.x)
-    test_codes, _ = encode(ctx, ctx.data.x)
+    train_codes, _ = encode(ctx, ctx.dataset.train.x, ctx.dataset.train.y)
+    test_codes, _ = encode(ctx, ctx.data.x, ctx.data.y)
     result = probe_accuracies(
         train_codes.float(), train_y, test_codes.float(), test_y, seed=ctx.seed
     )

@@ -18,6 +18,7 @@ from vaekit.distributions.sampling import draw
 from vaekit.evaluation.context import EvaluationContext, MetricResult
 from vaekit.evaluation.progress import SILENT, Progress
 from vaekit.models.base import Autoencoder
+from vaekit.models.conditional import labelled_batches, labels_for
 
 # Burda, Grosse & Salakhutdinov 2016 evaluate every model with K = 5000.
 DEFAULT_NUM_IMPORTANCE_SAMPLES = 5000
@@ -36,20 +37,22 @@ def elbo_terms(
     batch_size: int = 1000,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
+    y: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-datapoint reconstruction -log p(x|z), z ~ q(z|x), and KL(q(z|x) || p(z)), [N] each.
 
     Each is the mean over ``num_samples`` draws of z per datapoint: one draw is the usual ELBO
     estimate, unbiased but noisy per datapoint; K draws divide its per-datapoint variance by K
     (the mean over datapoints is the same in expectation). The KL is closed-form where
-    available. ELBO = -(reconstruction + KL). Returned on the CPU in float64.
+    available. ELBO = -(reconstruction + KL). Returned on the CPU in float64. A conditional
+    model scores x given its labels ``y`` [N].
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     device = next(model.parameters()).device
     prior = model.prior()
     recon, kl = [], []
-    for x_batch in x.split(batch_size):
+    for x_batch in labelled_batches(model, x, labels_for(model, y), batch_size):
         x_batch = x_batch.to(device)
         q = model.encoder(x_batch)
         recon_sum = torch.zeros(len(x_batch), dtype=torch.float64, device=device)
@@ -76,6 +79,7 @@ def log_likelihood(
     matmul: str = "float32",
     accelerate: str = "auto",
     progress: Progress = SILENT,
+    y: Tensor | None = None,
 ) -> Tensor:
     """Importance-sampled log p(x) [N] in nats (Burda et al. 2016, eq. 14), float64 on the CPU.
 
@@ -104,8 +108,9 @@ def log_likelihood(
     log_k = math.log(num_samples)
     lean = accel.lean_log_px(model.decoder, accelerate=accelerate, compile=compile, matmul=matmul)
     out = []
-    batches = x.split(batch_size)
-    for x_batch in progress.track(batches, len(batches), "log-likelihood"):
+    batches = labelled_batches(model, x, labels_for(model, y), batch_size)
+    count = math.ceil(len(x) / batch_size)
+    for x_batch in progress.track(batches, count, "log-likelihood"):
         x_batch = x_batch.to(device)
         b = x_batch.shape[0]
         q = model.encoder(x_batch)  # batch [B], event [D]
@@ -166,6 +171,7 @@ def elbo_metric(ctx: EvaluationContext) -> MetricResult:
         batch_size=max(ctx.batch_size, 500),
         num_samples=ctx.elbo_samples,
         generator=ctx.generator(1),
+        y=ctx.data.y,
     )
     ctx.per_example["elbo"] = -(recon + kl)
     elbo, stderr = _mean_and_stderr(ctx.per_example["elbo"])
@@ -201,6 +207,7 @@ def log_likelihood_metric(ctx: EvaluationContext) -> MetricResult:
         compile=ctx.compile,
         matmul=ctx.matmul,
         progress=ctx.progress,
+        y=ctx.data.y,
     )
     ctx.per_example["log_likelihood"] = values
     mean, stderr = _mean_and_stderr(values)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from vaekit.evaluation.context import EvaluationContext, MetricResult
 from vaekit.evaluation.progress import SILENT, Progress
+from vaekit.evaluation.sample_quality import draw_samples
 
 # logspace(-1, 0, 10): 0.1 ... 1.0, as in the GAN and AAE papers' Parzen code.
 BANDWIDTHS = tuple(10 ** (-1 + i / 9) for i in range(10))
@@ -89,13 +90,7 @@ def parzen_metric(ctx: EvaluationContext) -> MetricResult:
     from vaekit.figures import default_sampler
 
     sampler = default_sampler(ctx.model, ctx.dataset)
-    generator = ctx.generator(5)
-    samples = torch.cat(
-        [
-            sampler.sample(len(chunk), generator=generator).cpu()
-            for chunk in torch.arange(ctx.num_samples).split(1000)
-        ]
-    )
+    samples, _ = draw_samples(ctx, sampler, ctx.generator(5), "parzen, sampling")
     grey = ctx.grey
     test = getattr(grey, ctx.split).x
     val, chosen_on = grey.val.x, "val"

@@ -11,6 +11,7 @@ follow Kynkäänniemi et al. 2019 with k = 3. Every number is keyed by the featu
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -20,6 +21,8 @@ from torch import Tensor
 
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
 from vaekit.evaluation.features import Features
+from vaekit.models.conditional import labels_for
+from vaekit.samplers.base import Sampler
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -188,15 +191,8 @@ def sample_quality_metric(ctx: EvaluationContext) -> MetricResult:
 
     extractor = ctx.extractor
     real = getattr(ctx.grey, ctx.split).x
-    generator = ctx.generator(4)
     sampler = default_sampler(ctx.model, ctx.dataset)
-    chunks = torch.arange(ctx.num_samples).split(1000)
-    samples = torch.cat(
-        [
-            sampler.sample(len(chunk), generator=generator).cpu()
-            for chunk in ctx.progress.track(chunks, len(chunks), "sample-quality, sampling")
-        ]
-    )
+    samples, labels = draw_samples(ctx, sampler, ctx.generator(4), "sample-quality, sampling")
     if samples.shape[1:] != real.shape[1:]:
         raise NotApplicable(f"samples {tuple(samples.shape[1:])} differ from data shape")
     standardization = ctx.dataset.standardization
@@ -208,9 +204,30 @@ def sample_quality_metric(ctx: EvaluationContext) -> MetricResult:
         real_features, extractor.embed(samples), extractor.hash, generator=reference_generator
     )
     result["sampler"] = type(sampler).__name__
+    spec = getattr(extractor, "spec", {})
+    if labels is not None and spec.get("objective") == "classifier":
+        # the share of class-conditional samples the extractor assigns to their own class
+        result["conditional_accuracy"] = extractor.accuracy(samples, labels)  # type: ignore[attr-defined]
     result["reference"] = {
         **sanity_references(extractor, real, real_features, generator=reference_generator),
         "noise": noise_range(real),
     }
     result["extractor"] = extractor.describe()
     return result
+
+
+def draw_samples(
+    ctx: EvaluationContext, sampler: Sampler, generator: torch.Generator, what: str
+) -> tuple[Tensor, Tensor | None]:
+    """``ctx.num_samples`` samples [N, ...] on the CPU, in chunks of 1,000, and for a
+    conditional model the class each was drawn for [N]: the evaluated split's labels in turn,
+    so the samples have the data's class mix (None for other models)."""
+    labels = labels_for(ctx.model, ctx.data.y)
+    if labels is not None:
+        labels = labels.repeat(math.ceil(ctx.num_samples / len(labels)))[: ctx.num_samples]
+    chunks = torch.arange(ctx.num_samples).split(1000)
+    parts = []
+    for chunk in ctx.progress.track(chunks, len(chunks), what):
+        with ctx.model.given(None if labels is None else labels[chunk].to(ctx.device)):
+            parts.append(sampler.sample(len(chunk), generator=generator).cpu())
+    return torch.cat(parts), labels

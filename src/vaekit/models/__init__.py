@@ -3,6 +3,7 @@
 from vaekit.models.aae import AAE, LatentDiscriminator
 from vaekit.models.ae import AE
 from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss, Prior
+from vaekit.models.conditional import Condition, ConditionalDecoder, ConditionalEncoder
 from vaekit.models.corruption import CORRUPTIONS, Corruption
 from vaekit.models.parts import NetworkDecoder, TrunkEncoder
 from vaekit.models.vae import VAE
@@ -22,6 +23,9 @@ __all__ = [
     "MODELS",
     "VAE",
     "Autoencoder",
+    "Condition",
+    "ConditionalDecoder",
+    "ConditionalEncoder",
     "Corruption",
     "Decoder",
     "Encoder",

@@ -10,12 +10,15 @@ one definition.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
+
+from vaekit.models.conditional import Condition
 
 
 @runtime_checkable
@@ -100,6 +103,25 @@ class Autoencoder(nn.Module, ABC):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters per objective: one optimiser is made for each group."""
         return {"model": list(self.parameters())}
+
+    @property
+    def condition(self) -> Condition | None:
+        """The ``Condition`` a conditional model's encoder and decoder share, else None."""
+        found = [module for module in self.modules() if isinstance(module, Condition)]
+        if len(found) > 1:
+            raise ValueError("a model's encoder and decoder must share one Condition")
+        return found[0] if found else None
+
+    def given(self, y: Tensor | None) -> AbstractContextManager[None]:
+        """A block in which a conditional model is conditioned on y: class labels [B] or
+        vectors [B, dim], for the B datapoints (or chains) the block processes. ``None`` is a
+        no-op block, for unconditional models."""
+        condition = self.condition
+        if y is None:
+            return nullcontext()
+        if condition is None:
+            raise ValueError("this model is not conditional; it takes no y")
+        return condition.given(y)
 
     def corrupt(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """x̃ ~ C(x̃|x) for a denoising model, else x itself."""

@@ -31,11 +31,13 @@ from vaekit import accel
 from vaekit.data.base import Dataset, Split
 from vaekit.data.sources import (
     IndexedSource,
+    InMemory,
     LoaderStream,
     TrainingData,
     from_dataset,
     in_memory,
 )
+from vaekit.errors import DataError
 from vaekit.models.base import Autoencoder
 from vaekit.training.averaging import WeightAverage
 from vaekit.training.distributed import World, current_world
@@ -159,6 +161,16 @@ class Trainer:
         self.on_epoch_end, self.on_checkpoint = on_epoch_end, on_checkpoint
         self.callbacks = list(callbacks)
         self.data = dataset if isinstance(dataset, TrainingData) else from_dataset(dataset)
+        self.conditional = model.condition is not None
+        if self.conditional:
+            for source in (self.data.train, self.data.val):
+                if source is not None and not (
+                    isinstance(source, InMemory) and source.y is not None
+                ):
+                    raise DataError(
+                        "a conditional model trains on labelled data held in memory: labelled "
+                        "tensors, or a labelled dataset with data.in_memory = true"
+                    )
         val = self.data.val
         if val is not None and len(val) < self.world.size:  # evaluate() gives every rank a slice
             raise ValueError(
@@ -259,16 +271,17 @@ class Trainer:
             self.stopped = {"epoch": int(record["epoch"]), "reason": reason}
             self._checkpoint()  # _end_epoch's checkpoint did not know yet
 
-    def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, float, int]]]:
-        """(batches in this epoch, an iterator of (x, share, count) from the cursor on).
+    def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, Tensor | None, float, int]]]:
+        """(batches in this epoch, an iterator of (x, y, share, count) from the cursor on).
 
-        ``share`` is this rank's part of the global-batch mean (1 in one process), ``count`` the
-        datapoints it scores. The order of an indexable source is a function of (seed, epoch).
+        ``y`` holds the labels of a conditional model's batch (else None), ``share`` is this
+        rank's part of the global-batch mean (1 in one process), ``count`` the datapoints it
+        scores. The order of an indexable source is a function of (seed, epoch).
         """
         source = self.data.train
         if isinstance(source, LoaderStream):
             batches = source.batches(self.cursor.batch, self.device)
-            return source.num_batches(), ((x, 1.0, len(x)) for x in batches)
+            return source.num_batches(), ((x, None, 1.0, len(x)) for x in batches)
         order = epoch_permutation(len(source), self.seed, self.cursor.epoch)
         global_batches = order.to(self.device).split(self.global_batch_size)
         remaining = global_batches[self.cursor.batch :]
@@ -277,8 +290,17 @@ class Trainer:
         index = [s if len(s) else g[:1] for s, g in zip(slices, remaining, strict=True)]
         shares = [len(s) / len(g) for s, g in zip(slices, remaining, strict=True)]
         x = source.gather(index, self.device)
-        steps = zip(x, shares, (len(s) for s in slices), strict=True)
+        y = self._labels(source, index)
+        steps = zip(x, y, shares, (len(s) for s in slices), strict=True)
         return len(global_batches), steps
+
+    def _labels(
+        self, source: IndexedSource, index: Sequence[Tensor]
+    ) -> Iterator[Tensor | None] | list[None]:
+        """The labels of each batch for a conditional model (an InMemory source), else Nones."""
+        if self.conditional and isinstance(source, InMemory):
+            return source.gather_labels(index, self.device)
+        return [None] * len(index)
 
     def _train_epoch(self) -> None:
         num_batches, steps = self._epoch_batches()
@@ -290,8 +312,9 @@ class Trainer:
             leave=False,
         )
         with bar:
-            for x, share, count in steps:
-                self._step(x, share, count)
+            for x, y, share, count in steps:
+                with self.model.given(y):
+                    self._step(x, share, count)
                 self.cursor.batch += 1
                 self.cursor.step += 1
                 bar.update()
@@ -425,8 +448,10 @@ class Trainer:
         source = in_memory(split) if isinstance(split, Split) else split
         index = self.world.shard(torch.arange(len(source))).split(self.eval_batch_size)
         sums: dict[str, Tensor] = {}
-        for x in source.gather(index, self.device):
-            metrics = self.model.loss(x, generator=generator).metrics
+        labels = self._labels(source, index)
+        for x, y in zip(source.gather(index, self.device), labels, strict=True):
+            with self.model.given(y):
+                metrics = self.model.loss(x, generator=generator).metrics
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0) + value * x.shape[0]
         self.world.sum_(list(sums.values()))

@@ -1,0 +1,97 @@
+"""Every command on a conditional run of the tiny recipe: train, sample --condition, plot,
+reconstruct, interpolate, impute and evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.cli import main
+
+TINY = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "cvae"
+    argv = ["train", "--config", TINY, "--out", str(out), "--quiet"]
+    assert main([*argv, "--set", "model.conditional=true"]) == 0
+    return out
+
+
+def height(path: Path) -> int:
+    with Image.open(path) as image:
+        return image.size[1]
+
+
+def test_the_run_records_its_classes_and_draws_a_row_per_class(run: Path, tmp_path: Path) -> None:
+    assert json.loads((run / "config.json").read_text())["num_classes"] == 10
+    rows = tmp_path / "rows.png"
+    assert main(["sample", str(run), "--out", str(rows)]) == 0  # 10 rows of 8
+    three = tmp_path / "three.png"
+    assert main(["sample", str(run), "--condition", "3", "--out", str(three)]) == 0  # 8 rows of 8
+    assert height(rows) > height(three)
+    assert main(["sample", str(run), "--condition", "3"]) == 0
+    assert (run / "figures" / "sample-prior-class-3.png").is_file()
+    chain = ["sample", str(run), "--sampler", "markov-chain", "--steps", "0,2"]
+    assert main([*chain, "--out", str(tmp_path / "chain.png")]) == 0
+    numbers = tmp_path / "s.npy"
+    assert (
+        main(["sample", str(run), "--condition", "1", "--format", "npy", "--out", str(numbers)])
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--condition", "10"], "a class in 0..9"),
+        (["--sampler", "flow"], "a conditional model samples with --sampler prior or markov-chain"),
+    ],
+)
+def test_bad_conditions_are_refused(run: Path, argv: list[str], fragment: str, capsys) -> None:
+    assert main(["sample", str(run), *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_every_other_command_conditions_on_the_datas_labels(run: Path, tmp_path: Path) -> None:
+    for argv in (
+        ["reconstruct", str(run)],
+        ["interpolate", str(run), "--chain-steps", "1"],
+        ["impute", str(run), "--steps", "0,3", "--num", "8"],
+        ["impute", str(run), "--method", "pseudo-gibbs", "--steps", "0,3", "--num", "8"],
+        ["plot", str(run)],
+    ):
+        assert main([*argv, "--device", "cpu"]) == 0, argv
+    report = tmp_path / "evaluation.json"
+    metrics = "elbo,log-likelihood,active-units,aggregate-posterior,probes,parzen"
+    argv = ["evaluate", str(run), "--metrics", metrics, "--num-importance-samples", "20"]
+    assert main([*argv, "--num-samples", "500", "--out", str(report), "--quiet"]) == 0
+    results = json.loads(report.read_text())["metrics"]
+    assert results["log-likelihood"]["log_likelihood"] >= results["elbo"]["elbo"] - 1.0
+    assert results["probes"]["logistic_accuracy"] > 0
+
+
+def test_conditions_that_cannot_be_met_are_refused_before_a_run_exists(
+    tmp_path: Path, capsys
+) -> None:
+    unlabelled = tmp_path / "x.npy"
+    np.save(unlabelled, np.random.default_rng(0).random((50, 4), dtype=np.float32))
+    argv = ["train", "--config", TINY, "--quiet", "--set", "model.conditional=true"]
+    for extra, fragment in (
+        (["--set", "model.kind=ae"], "sampled from its prior"),
+        (
+            ["--set", "data.name=arrays", "--set", f"data.path={str(unlabelled)!r}"],
+            "needs class labels",
+        ),
+    ):
+        out = tmp_path / "run"
+        assert main([*argv, "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err
+        assert not out.exists()
