@@ -39,6 +39,7 @@ from vaekit.samplers import (
     MarkovChainSampler,
     PriorSampler,
     Sampler,
+    TwoStageSampler,
     impute,
     interpolate_images,
 )
@@ -57,6 +58,7 @@ LATENT_SAMPLERS: dict[str, Callable[[Autoencoder, Tensor, int], Sampler]] = {
     "prior": lambda model, x, seed: PriorSampler(model),
     "gaussian-mixture": lambda model, x, seed: GaussianMixtureSampler(model, x, seed=seed),
     "flow": lambda model, x, seed: FlowSampler(model, x, seed=seed),
+    "two-stage": lambda model, x, seed: TwoStageSampler(model, x, seed=seed),
 }
 
 

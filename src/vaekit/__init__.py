@@ -42,10 +42,12 @@ from vaekit.models import (
 from vaekit.nn import ConvDecoderNet, ConvTrunk, MLPDecoderNet, MLPTrunk
 from vaekit.runs import load, load_run, save
 from vaekit.samplers import (
+    FlowSampler,
     GaussianFitSampler,
     GaussianMixtureSampler,
     MarkovChainSampler,
     PriorSampler,
+    TwoStageSampler,
 )
 from vaekit.training.stop import StopTraining
 from vaekit.training.trainer import Trainer
@@ -68,6 +70,7 @@ __all__ = [
     "DiscretizedLogisticMixture",
     "Encoder",
     "FixedGaussianLikelihood",
+    "FlowSampler",
     "GaussianFitSampler",
     "GaussianHead",
     "GaussianMixtureSampler",
@@ -87,6 +90,7 @@ __all__ = [
     "StopTraining",
     "Trainer",
     "TrunkEncoder",
+    "TwoStageSampler",
     "VaekitError",
     "VampPrior",
     "__version__",

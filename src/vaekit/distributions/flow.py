@@ -121,8 +121,9 @@ def fit_flow(
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     generator = torch.Generator(codes.device).manual_seed(seed)
     for _ in range(steps):
-        index = torch.randint(len(codes), (min(batch_size, len(codes)),), generator=generator)
-        loss = -flow.log_prob(codes[index.to(codes.device)]).mean()
+        size = (min(batch_size, len(codes)),)
+        index = torch.randint(len(codes), size, generator=generator, device=codes.device)
+        loss = -flow.log_prob(codes[index]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -2,7 +2,7 @@
 
 from vaekit.samplers.ancestral import GaussianFitSampler, GaussianMixtureSampler, PriorSampler
 from vaekit.samplers.base import Sampler
-from vaekit.samplers.ex_post import FlowSampler
+from vaekit.samplers.ex_post import FlowSampler, TwoStageSampler
 from vaekit.samplers.imputation import MASKS, impute
 from vaekit.samplers.interpolation import PATHS, interpolate, interpolate_images, traversal
 from vaekit.samplers.kernels import (
@@ -20,6 +20,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "gaussian-fit": GaussianFitSampler,
     "gaussian-mixture": GaussianMixtureSampler,
     "flow": FlowSampler,
+    "two-stage": TwoStageSampler,
     "markov-chain": MarkovChainSampler,
 }
 
@@ -40,6 +41,7 @@ __all__ = [
     "Sampler",
     "Trajectory",
     "TransitionKernel",
+    "TwoStageSampler",
     "impute",
     "interpolate",
     "interpolate_images",

@@ -2,8 +2,9 @@
 data, sampled, then decoded. Any trained model can use them, whatever its prior.
 
 ``FlowSampler`` fits a masked autoregressive flow (Papamakarios et al. 2017) to the standardised
-codes (per-dimension mean and standard deviation) and maps its samples back; the fit is seeded,
-so one seed gives one fit.
+codes (per-dimension mean and standard deviation) and maps its samples back; ``TwoStageSampler``
+fits the second-stage VAE of Dai & Wipf (2019) to the same standardised codes and decodes draws
+of its prior. Both fits are seeded, so one seed gives one fit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from vaekit.data.standardize import Standardization
 from vaekit.distributions.flow import MaskedAutoregressiveFlow, fit_flow
+from vaekit.distributions.two_stage import SecondStageVAE, fit_second_stage
 from vaekit.models.base import Autoencoder
 from vaekit.samplers.base import Sampler
 
@@ -50,3 +52,51 @@ class FlowSampler(Sampler):
         self, num_samples: int, *, generator: torch.Generator | None = None
     ) -> Tensor:
         return self.scaling.invert(self.flow.sample(num_samples, generator=generator))
+
+
+class TwoStageSampler(Sampler):
+    """z from the second stage of a two-stage VAE (Dai & Wipf 2019): a small VAE with prior
+    N(0, I), Gaussian decoder N(mean(v), γ² I) and learned γ, fitted to the standardised codes
+    E_q[z|x] of ``data``; z is the decoder mean of v ~ N(0, I), mapped back to code units.
+
+    ``latent_dim`` (default: the code dimension, as in the paper), ``hidden`` × ``num_layers``
+    MLPs, γ starting at ``gamma``, ``steps`` Adam steps with the learning rate decaying from
+    ``lr`` to ``final_lr``; see ``vaekit.distributions.two_stage.fit_second_stage``.
+    """
+
+    def __init__(
+        self,
+        model: Autoencoder,
+        data: Tensor,
+        *,
+        decode: str = "mean",
+        latent_dim: int | None = None,
+        hidden: int = 128,
+        num_layers: int = 3,
+        gamma: float = 0.3,
+        steps: int = 2000,
+        lr: float = 1e-2,
+        final_lr: float = 1e-4,
+        seed: int = 0,
+        batch_size: int = 1000,
+    ):
+        super().__init__(model, decode=decode)
+        codes = _codes(model, data, batch_size)
+        self.scaling = Standardization.fit(codes)
+        self.second_stage: SecondStageVAE = fit_second_stage(
+            self.scaling.apply(codes),
+            latent_dim=latent_dim,
+            hidden=hidden,
+            num_layers=num_layers,
+            gamma=gamma,
+            steps=steps,
+            lr=lr,
+            final_lr=final_lr,
+            seed=seed,
+        )
+
+    @torch.no_grad()
+    def sample_latent(
+        self, num_samples: int, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return self.scaling.invert(self.second_stage.sample(num_samples, generator=generator))
