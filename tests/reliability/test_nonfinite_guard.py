@@ -200,8 +200,8 @@ def test_too_many_rollbacks_stop_the_run_with_a_clear_message(
 def test_cli_exits_non_zero_when_training_diverges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_figures: None, capsys: Any, tally: Callable
 ) -> None:
-    def build_faulty(*args: Any) -> Autoencoder:
-        model = build_model(*args)
+    def build_faulty(*args: Any, **kwargs: Any) -> Autoencoder:
+        model = build_model(*args, **kwargs)
         inject(model, {i: "inf-loss" for i in range(6, 1000)}, monkeypatch)
         return model
 

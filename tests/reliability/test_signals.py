@@ -75,8 +75,8 @@ def test_a_signal_checkpoints_at_the_very_next_batch_and_exits(
 ) -> None:
     """The CLI in this process, signalled during its 8th step (5 steps per epoch)."""
 
-    def build_signalling(*args: Any) -> Autoencoder:
-        model = build_model(*args)
+    def build_signalling(*args: Any, **kwargs: Any) -> Autoencoder:
+        model = build_model(*args, **kwargs)
         real_loss, real_direct, num_steps = model.loss, DirectELBO.__call__, []
 
         def count() -> None:

@@ -72,7 +72,7 @@ def _trainer(precision: str, *, direct: bool = True) -> Trainer:
 def _first_step(trainer: Trainer) -> Callable[[], None]:
     """The trainer's first training step of an epoch, to run (and record) later."""
     _, steps = trainer._epoch_batches()
-    x, share, count = next(steps)
+    x, share, count, _ = next(steps)
     return lambda: trainer._step(x, share, count)
 
 

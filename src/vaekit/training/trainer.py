@@ -271,17 +271,17 @@ class Trainer:
             self.stopped = {"epoch": int(record["epoch"]), "reason": reason}
             self._checkpoint()  # _end_epoch's checkpoint did not know yet
 
-    def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, Tensor | None, float, int]]]:
-        """(batches in this epoch, an iterator of (x, y, share, count) from the cursor on).
+    def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, float, int, Tensor | None]]]:
+        """(batches in this epoch, an iterator of (x, share, count, y) from the cursor on).
 
-        ``y`` holds the labels of a conditional model's batch (else None), ``share`` is this
-        rank's part of the global-batch mean (1 in one process), ``count`` the datapoints it
-        scores. The order of an indexable source is a function of (seed, epoch).
+        ``share`` is this rank's part of the global-batch mean (1 in one process), ``count`` the
+        datapoints it scores, ``y`` the labels of a conditional model's batch (else None). The
+        order of an indexable source is a function of (seed, epoch).
         """
         source = self.data.train
         if isinstance(source, LoaderStream):
             batches = source.batches(self.cursor.batch, self.device)
-            return source.num_batches(), ((x, None, 1.0, len(x)) for x in batches)
+            return source.num_batches(), ((x, 1.0, len(x), None) for x in batches)
         order = epoch_permutation(len(source), self.seed, self.cursor.epoch)
         global_batches = order.to(self.device).split(self.global_batch_size)
         remaining = global_batches[self.cursor.batch :]
@@ -291,7 +291,7 @@ class Trainer:
         shares = [len(s) / len(g) for s, g in zip(slices, remaining, strict=True)]
         x = source.gather(index, self.device)
         y = self._labels(source, index)
-        steps = zip(x, y, shares, (len(s) for s in slices), strict=True)
+        steps = zip(x, shares, (len(s) for s in slices), y, strict=True)
         return len(global_batches), steps
 
     def _labels(
@@ -312,9 +312,8 @@ class Trainer:
             leave=False,
         )
         with bar:
-            for x, y, share, count in steps:
-                with self.model.given(y):
-                    self._step(x, share, count)
+            for x, share, count, y in steps:
+                self._step(x, share, count, y)
                 self.cursor.batch += 1
                 self.cursor.step += 1
                 bar.update()
@@ -330,8 +329,13 @@ class Trainer:
                 if self.checkpoint_every and self.cursor.step % self.checkpoint_every == 0:
                     self._checkpoint()
 
-    def _step(self, x: Tensor, share: float, count: int) -> None:
-        """One update of every parameter group; a non-finite step changes nothing but counters."""
+    def _step(self, x: Tensor, share: float, count: int, y: Tensor | None = None) -> None:
+        """One update of every parameter group (a conditional model given the labels ``y``); a
+        non-finite step changes nothing but counters."""
+        with self.model.given(y):
+            self._update(x, share, count)
+
+    def _update(self, x: Tensor, share: float, count: int) -> None:
         if not self.model.training:  # train() walks every module: only after an evaluation
             self.model.train()
         if self.data.binarize == "dynamic":
