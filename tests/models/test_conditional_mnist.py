@@ -1,6 +1,6 @@
 """The conditional VAE on MNIST: samples drawn for class c are classified as c by the evaluation
-suite's extractor at least 90% of the time (slow: six MNIST epochs, about 10 minutes on 2 cores,
-plus the extractor's training the first time)."""
+suite's extractor at least 90% of the time (slow: six MNIST epochs through autograd, plus the
+extractor's training the first time)."""
 
 from __future__ import annotations
 

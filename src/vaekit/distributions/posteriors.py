@@ -201,7 +201,8 @@ class IAFPosterior(Distribution):
     @property
     def mean(self) -> Tensor:
         """The flow's image of the Gaussian mean (z_T at z_0 = μ): the code vaekit uses for x.
-        E_q[z|x] itself has no closed form; metrics that need it estimate it by sampling."""
+        E_q[z|x] has no closed form, nor has the variance: metrics that need the variance
+        estimate it by sampling."""
         return self.transform(self.base.mean)[0]
 
 
