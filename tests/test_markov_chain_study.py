@@ -98,7 +98,8 @@ def test_the_plan_covers_every_measurement_per_model() -> None:
     models = models_of(args)
     assert len(models) == 4 * 3 + 4  # 3 MLP seeds and 1 conv seed per recipe
     keys = [unit.key for unit in plan(args)]
-    samplers = 3  # the prior, the Gaussian mixture and the flow (LATENT_SAMPLERS)
+    samplers = 4  # the prior, the Gaussian mixture, the flow and the two-stage VAE
+    assert len(LATENT_SAMPLERS) == samplers
     assert len(keys) == len(set(keys)) == 1 + len(models) * (1 + samplers + 4 + 1 + 6)
     assert keys.index("train/vae-mlp-s0") < keys.index("samples/vae-mlp-s0/chain-wide-sample")
     tiny = parse_args(["--out", "o", "--runs", "r", "--tiny", "--set", "train.lr=0.1"])
