@@ -331,7 +331,7 @@ def _same_class_pairs(
     x: torch.Tensor, y: torch.Tensor, pairs: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pairs`` pairs of points of one class (the first points, each with the next point of
-    its class) as [x_a; x_b] [2P, ...], and their labels [P]."""
+    its class) stacked as x_a then x_b, [2P, ...], and their labels [P]."""
     first, second = [], []
     for i in range(len(x)):
         later = torch.nonzero(y[i + 1 :] == y[i]).flatten()

@@ -132,7 +132,8 @@ class TwoLayerPrior(nn.Module):
 
 
 class LowerLayer(nn.Module):
-    """z = [z1, z2] [..., D] -> z1 [..., ``dim``]: what the decoder of a two-layer model reads."""
+    """The code ``[z1, z2]`` of shape ``[..., D]`` -> ``z1`` of shape ``[..., dim]``: what the
+    decoder of a two-layer model reads."""
 
     def __init__(self, dim: int):
         super().__init__()
