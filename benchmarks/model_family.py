@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmarks.common import machine
 from vaekit.config import load_config
 from vaekit.evaluate import evaluate_run
@@ -220,6 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-minutes", type=float, help="stop cleanly before this")
     parser.add_argument("--set", action="append", default=[], help="extra override")
     parser.add_argument("--tiny", action="store_true", help="digits, 2 epochs, K = 50")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.tiny:
         args.epochs, args.importance_samples = 2, 50
@@ -231,6 +234,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     settings = {"epochs": args.epochs, "k": args.importance_samples, "set": args.set}
