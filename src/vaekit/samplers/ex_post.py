@@ -19,9 +19,15 @@ from vaekit.models.base import Autoencoder
 from vaekit.samplers.base import Sampler
 
 
-def _codes(model: Autoencoder, data: Tensor, batch_size: int) -> Tensor:
+def standardised_codes(
+    model: Autoencoder, data: Tensor, batch_size: int
+) -> tuple[Standardization, Tensor]:
+    """The codes E_q[z|x] of ``data`` (encoded ``batch_size`` at a time) standardised per
+    dimension, with the statistics that map samples back."""
     device = next(model.parameters()).device
-    return torch.cat([model.encode_mean(x.to(device)) for x in data.split(batch_size)]).float()
+    codes = torch.cat([model.encode_mean(x.to(device)) for x in data.split(batch_size)]).float()
+    scaling = Standardization.fit(codes)
+    return scaling, scaling.apply(codes)
 
 
 class FlowSampler(Sampler):
@@ -41,10 +47,9 @@ class FlowSampler(Sampler):
         batch_size: int = 1000,
     ):
         super().__init__(model, decode=decode)
-        codes = _codes(model, data, batch_size)
-        self.scaling = Standardization.fit(codes)
+        self.scaling, codes = standardised_codes(model, data, batch_size)
         self.flow: MaskedAutoregressiveFlow = fit_flow(
-            self.scaling.apply(codes), num_layers=num_layers, hidden=hidden, steps=steps, seed=seed
+            codes, num_layers=num_layers, hidden=hidden, steps=steps, seed=seed
         )
 
     @torch.no_grad()
@@ -81,10 +86,9 @@ class TwoStageSampler(Sampler):
         batch_size: int = 1000,
     ):
         super().__init__(model, decode=decode)
-        codes = _codes(model, data, batch_size)
-        self.scaling = Standardization.fit(codes)
+        self.scaling, codes = standardised_codes(model, data, batch_size)
         self.second_stage: SecondStageVAE = fit_second_stage(
-            self.scaling.apply(codes),
+            codes,
             latent_dim=latent_dim,
             hidden=hidden,
             num_layers=num_layers,
