@@ -86,3 +86,16 @@ def test_settings_that_do_not_fit_an_iaf_are_refused(overrides: dict, fragment: 
     cfg = ModelConfig(latent_dim=3, hidden=(16,), **overrides)
     with pytest.raises(ConfigError, match=fragment):
         build_model(cfg, (1, 8, 8))
+
+
+def test_a_vampprior_over_an_iaf_encoder_is_a_normalised_density() -> None:
+    """The VampPrior's components are the IAF posteriors at the pseudo-inputs: scoring a point
+    against all K components inverts the flows on the broadcast shape."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=2, hidden=(8,), posterior="iaf", prior="vamp", prior_components=3)
+    model = build_model(cfg, (1, 4, 4)).double()
+    grid = torch.linspace(-10, 10, 401, dtype=torch.float64)
+    points = torch.cartesian_prod(grid, grid)  # [N, 2]
+    with torch.no_grad():
+        density = model.prior().log_prob(points).exp()
+    assert float(density.sum() * (grid[1] - grid[0]) ** 2) == pytest.approx(1.0, abs=5e-3)

@@ -167,7 +167,11 @@ class IAFPosterior(Distribution):
     def invert(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z_0 and Σ_t Σ_d log σ_t,d for flow outputs z_T [..., D]: every step inverted one
         dimension at a time (output d needs the step's inputs before d)."""
-        log_det = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        # z broadcasts against the batch of the context (a mixture scores [..., 1, D] against
+        # its K components), so the inversion runs on the broadcast shape
+        shape = torch.broadcast_shapes(z.shape, (*self.context.shape[:-1], z.shape[-1]))
+        z = z.expand(shape)
+        log_det = torch.zeros(shape[:-1], dtype=z.dtype, device=z.device)
         for t in reversed(range(len(self.steps))):
             flip = t % 2 == 1
             y = z.flip(-1) if flip else z
