@@ -105,3 +105,14 @@ def test_class_conditional_digits_are_recognised_as_their_class() -> None:
     for samples in (prior, chain):
         accuracy = classifier.score(samples.flatten(1).numpy(), classes.numpy())
         assert accuracy > 0.8, accuracy
+
+
+def test_labels_outside_the_models_classes_are_refused_before_training() -> None:
+    model = build_model(
+        ModelConfig(latent_dim=2, hidden=(8,), conditional=True), (4,), num_classes=3
+    )
+    x, y = torch.rand(20, 4), torch.arange(20) % 5
+    with pytest.raises(DataError, match=r"labels run from 0 to 4.*num_classes = 5"):
+        vaekit.fit(model, (x, y), epochs=1, progress=False)
+    with pytest.raises(DataError, match="labelled data held in memory"):
+        vaekit.fit(model, x, epochs=1, progress=False)

@@ -46,7 +46,9 @@ class Condition(nn.Module):
         if not y.is_floating_point():
             if y.dim() != 1:
                 raise ValueError(f"class labels must be one-dimensional [B], got {list(y.shape)}")
-            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.dim):
+            # checked on the CPU only: on a GPU the check would wait for the device every step
+            # (the trainer checks a dataset's labels once; one_hot rejects others on the device)
+            if y.device.type == "cpu" and len(y) and (int(y.min()) < 0 or int(y.max()) >= self.dim):
                 raise ValueError(
                     f"class labels must lie in [0, {self.dim - 1}], got "
                     f"{int(y.min())}..{int(y.max())}"

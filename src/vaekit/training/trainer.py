@@ -33,6 +33,7 @@ from vaekit.data.sources import (
     IndexedSource,
     InMemory,
     LoaderStream,
+    Source,
     TrainingData,
     from_dataset,
     in_memory,
@@ -68,6 +69,22 @@ def derived_metrics(means: dict[str, float], event_shape: Sequence[int]) -> dict
     if "weighted_kl" in out and out.get("kl", 0.0) != 0.0:
         out["kl_weight"] = out["weighted_kl"] / out["kl"]
     return out
+
+
+def _check_labels(source: Source | IndexedSource, classes: int) -> None:
+    """Refuse, once before training, data a conditional model on ``classes`` classes cannot
+    take: labels not held in memory, or outside 0..classes - 1."""
+    if not (isinstance(source, InMemory) and source.y is not None):
+        raise DataError(
+            "a conditional model trains on labelled data held in memory: labelled tensors, or a "
+            "labelled dataset with data.in_memory = true"
+        )
+    if len(source.y) and not 0 <= int(source.y.min()) <= int(source.y.max()) < classes:
+        raise DataError(
+            f"the labels run from {int(source.y.min())} to {int(source.y.max())}, but the model "
+            f"is conditioned on {classes} classes (0..{classes - 1}); build it with "
+            f"num_classes = {int(source.y.max()) + 1}"
+        )
 
 
 class Trainer:
@@ -162,15 +179,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.data = dataset if isinstance(dataset, TrainingData) else from_dataset(dataset)
         self.conditional = model.condition is not None
-        if self.conditional:
+        if model.condition is not None:
             for source in (self.data.train, self.data.val):
-                if source is not None and not (
-                    isinstance(source, InMemory) and source.y is not None
-                ):
-                    raise DataError(
-                        "a conditional model trains on labelled data held in memory: labelled "
-                        "tensors, or a labelled dataset with data.in_memory = true"
-                    )
+                if source is not None:
+                    _check_labels(source, model.condition.dim)
         val = self.data.val
         if val is not None and len(val) < self.world.size:  # evaluate() gives every rank a slice
             raise ValueError(
