@@ -10,10 +10,13 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
+from vaekit.config import Config
+from vaekit.experiment import train
 from vaekit.runtime import cpu_has_bfloat16
 from vaekit.training.trainer import Trainer
 
@@ -101,3 +104,26 @@ def emit(result: dict[str, object], out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+
+
+def train_logged(
+    config: Config,
+    path: Path,
+    *,
+    resume: bool,
+    label: str,
+    callbacks: Sequence[Callable[[dict[str, float]], object]],
+    log: Callable[[str], None],
+) -> None:
+    """Train ``config`` into the run ``path`` (or resume it exactly), without a progress bar,
+    each of the trainer's lines passed to ``log`` behind ``label``; a callback's exception (a
+    budget stop after the epoch's checkpoint) propagates."""
+    train(
+        config,
+        path,
+        resume=resume,
+        overwrite=not resume,
+        progress=False,
+        log=lambda line: log(f"{label}: {line}"),
+        callbacks=list(callbacks),
+    )

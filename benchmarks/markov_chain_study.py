@@ -41,14 +41,14 @@ from typing import Any
 import torch
 
 from benchmarks import markov_chain_measure as measure
-from benchmarks.common import machine
+from benchmarks.common import machine, train_logged
 from benchmarks.markov_chain_report import Row, Units, summarise
 from vaekit.build import build_dataset
 from vaekit.config import Config, load_config
 from vaekit.evaluate import extractor_loader
 from vaekit.evaluation.extractor import FeatureExtractor
 from vaekit.evaluation.sample_quality import sanity_references
-from vaekit.experiment import read_metrics, train
+from vaekit.experiment import read_metrics
 from vaekit.files import atomic_write, write_json
 from vaekit.runs import Run, load_run
 from vaekit.runtime import RunDir, choose_device
@@ -268,15 +268,7 @@ def train_unit(spec: ModelSpec, args: argparse.Namespace, budget: Budget) -> Row
         action = "resuming" if resume else "training"
         log(f"{spec.id}: {action} at epoch {len(history)}")
         try:
-            train(
-                config,
-                path,
-                resume=resume,
-                overwrite=not resume,
-                progress=False,
-                log=lambda line: log(f"{spec.id}: {line}"),
-                callbacks=[guard],
-            )
+            train_logged(config, path, resume=resume, label=spec.id, callbacks=[guard], log=log)
         except OutOfBudget:
             log(f"{spec.id}: stopping after epoch {len(guard.history)} (budget)")
             raise

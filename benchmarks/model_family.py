@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import machine
+from benchmarks.common import machine, train_logged
 from vaekit.config import load_config
 from vaekit.evaluate import evaluate_run
-from vaekit.experiment import read_metrics, train
+from vaekit.experiment import read_metrics
 from vaekit.files import write_json
 from vaekit.runtime import RunDir
 
@@ -149,15 +149,7 @@ def run_row(row: str, args: argparse.Namespace, deadline: float) -> dict[str, An
         log(f"{row}: {'resuming' if resume else 'training'} at epoch {done}")
         start = time.monotonic()
         try:
-            train(
-                config,
-                path,
-                resume=resume,
-                overwrite=not resume,
-                progress=False,
-                log=lambda line: log(f"{row}: {line}"),
-                callbacks=[guard],
-            )
+            train_logged(config, path, resume=resume, label=row, callbacks=[guard], log=log)
         except OutOfBudget as stop:
             log(f"{row}: {stop}")
             raise
