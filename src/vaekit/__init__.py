@@ -38,6 +38,8 @@ from vaekit.models import (
     NetworkDecoder,
     Prior,
     TrunkEncoder,
+    data_moments,
+    init_output_bias,
 )
 from vaekit.nn import ConvDecoderNet, ConvTrunk, MLPDecoderNet, MLPTrunk
 from vaekit.runs import load, load_run, save
@@ -95,7 +97,9 @@ __all__ = [
     "VampPrior",
     "__version__",
     "build_model",
+    "data_moments",
     "fit",
+    "init_output_bias",
     "load",
     "load_config",
     "load_run",

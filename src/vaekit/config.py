@@ -92,6 +92,13 @@ class ModelConfig:
     """The floor on the learned standard deviation of the "gaussian-learned" likelihood."""
     mixture_components: int = 5
     """Logistic components per value of the "discretized-logistic" likelihood."""
+    output_bias: Literal["default", "marginal"] = "default"
+    """Where the decoder's output-layer bias starts: default (PyTorch's initialisation) or
+    marginal (p(x|z) starts at the training data's per-value marginal: the log-odds of the mean
+    pixel for bernoulli, the mean and spread for the gaussian likelihoods; the IWAE code's
+    start). A VampPrior on binarised MNIST needs it: otherwise its posteriors collapse onto the
+    prior in the first steps. vaekit train applies it when a run starts; in Python, call
+    vaekit.init_output_bias before vaekit.fit."""
     prior: str = "standard-normal"
     """The prior p(z), a name in the prior registry: standard-normal, a learned Gaussian mixture,
     or vamp (the encoder at learned pseudo-inputs; Tomczak & Welling 2018)."""

@@ -22,6 +22,7 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.figures import render_run_figures
 from vaekit.files import atomic_write, atomic_write_many, remove_stale_temporaries, write_json
 from vaekit.models.base import Autoencoder
+from vaekit.models.output_bias import data_moments, init_output_bias
 from vaekit.runs import (
     Run,
     condition_size,
@@ -216,6 +217,8 @@ def _train(
     dataset = build_dataset(config.data, train_cfg.seed)
     check_data_fits(dataset, config.model)
     model = build_model(config.model, dataset.event_shape, num_classes=dataset.num_classes)
+    if not resume and config.model.output_bias == "marginal":
+        init_output_bias(model, *training_moments(dataset))
     if not resume:
         world.run_on_main(lambda: prepare_run_dir(out, resume=False, overwrite=overwrite))
     num_params = sum(p.numel() for p in model.parameters())
@@ -285,6 +288,20 @@ def _train(
         dataset.standardization,
         dataset.feature_names,
     )
+
+
+# A streamed training split is sampled at this many evenly spaced points for its marginal.
+MARGINAL_POINTS = 10_000
+
+
+def training_moments(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-value mean and standard deviation of the training split: all of it when held in
+    memory, MARGINAL_POINTS evenly spaced points when streamed from disk."""
+    if dataset.train_stream is None:
+        return data_moments([dataset.train.x])
+    n = dataset.train_size
+    index = torch.linspace(0, n - 1, min(n, MARGINAL_POINTS)).round().long()
+    return data_moments(dataset.train_points(part) for part in index.split(500))
 
 
 def make_trainer(

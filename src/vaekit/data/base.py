@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 from torch import Tensor
@@ -96,6 +97,20 @@ class Dataset:
     def event_shape(self) -> tuple[int, ...]:
         """Shape of one datapoint: (C, H, W) for images, (D,) for vectors."""
         return tuple(int(n) for n in self.train.x.shape[1:])
+
+    @property
+    def train_size(self) -> int:
+        """Number of training points (all of a streamed split, not only those in memory)."""
+        if self.train_stream is None:
+            return len(self.train)
+        return len(cast(Sized, self.train_stream))  # map-style, of known length
+
+    def train_points(self, index: Tensor) -> Tensor:
+        """Training points at ``index``: from memory, or read from disk when the training split
+        is streamed."""
+        if self.train_stream is None:
+            return self.train.x[index]
+        return torch.stack([self.train_stream[i] for i in index.tolist()])
 
     @property
     def is_images(self) -> bool:

@@ -17,6 +17,10 @@ from torch.nn import functional as F
 
 from vaekit.distributions.discretized_logistic import DiscretizedLogisticMixture
 
+# The Bernoulli start clips the mean pixel to [MARGINAL_CLIP, 1 - MARGINAL_CLIP]: values that are
+# always 0 (or 1) in the data get a finite log-odds.
+MARGINAL_CLIP = 1e-3
+
 
 class Likelihood(nn.Module, ABC):
     """Base of the likelihood heads: ``params_per_pixel`` raw outputs per pixel -> p(x|z)."""
@@ -26,6 +30,12 @@ class Likelihood(nn.Module, ABC):
     @abstractmethod
     def forward(self, raw: Tensor) -> Distribution:
         """The distribution p(x|z) whose parameters are ``raw`` [B, P·C, H, W] or [B, P·D]."""
+
+    def marginal_raw(self, mean: Tensor, std: Tensor) -> Tensor | None:
+        """Raw parameters [P·C, H, W] or [P·D] of the factorised p(x) closest to data with
+        per-value ``mean`` and ``std`` [C, H, W] or [D], the decoder's starting point
+        (``vaekit.models.init_output_bias``); None where this head has none."""
+        return None
 
 
 def _datapoint(base: Distribution, raw: Tensor) -> Distribution:
@@ -41,6 +51,10 @@ class BernoulliLikelihood(Likelihood):
         # pytorch/examples convention (not a normalised density for grey data).
         return _datapoint(Bernoulli(logits=raw, validate_args=False), raw)
 
+    def marginal_raw(self, mean: Tensor, std: Tensor) -> Tensor:
+        """The log-odds of the mean, clipped to [0.001, 0.999] (the IWAE code's start)."""
+        return torch.logit(mean.clamp(MARGINAL_CLIP, 1 - MARGINAL_CLIP))
+
 
 class FixedGaussianLikelihood(Likelihood):
     """p(x|z) = N(x; μ(z), σ² I) with a fixed σ (``sigma``)."""
@@ -54,6 +68,10 @@ class FixedGaussianLikelihood(Likelihood):
     def forward(self, raw: Tensor) -> Distribution:
         scale = torch.full_like(raw, self.sigma)
         return _datapoint(Normal(raw, scale, validate_args=False), raw)
+
+    def marginal_raw(self, mean: Tensor, std: Tensor) -> Tensor:
+        """The mean (σ is fixed)."""
+        return mean.clone()
 
 
 class LearnedGaussianLikelihood(Likelihood):
@@ -75,6 +93,12 @@ class LearnedGaussianLikelihood(Likelihood):
         loc, raw_scale = raw.chunk(2, dim=1)  # [B, C, H, W] or [B, D] each
         scale = self.min_scale + F.softplus(raw_scale)
         return _datapoint(Normal(loc, scale, validate_args=False), loc)
+
+    def marginal_raw(self, mean: Tensor, std: Tensor) -> Tensor:
+        """The mean, and the raw scale whose σ is the data's spread (at least twice the floor)."""
+        excess = (std - self.min_scale).clamp_min(self.min_scale)
+        raw_scale = excess + torch.log(-torch.expm1(-excess))  # softplus⁻¹
+        return torch.cat([mean, raw_scale], 0)
 
 
 class ContinuousBernoulliLikelihood(Likelihood):

@@ -25,10 +25,9 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -224,14 +223,6 @@ def _explained_variance(model: FeatureExtractor, x: Tensor) -> float:
     return 1 - model.reconstruction_error(x) / baseline if baseline > 0 else 0.0
 
 
-def _training_images(dataset: Dataset, index: Tensor) -> Tensor:
-    """Training images [B, C, H, W] at ``index``: from memory, or read from disk when the
-    training split is streamed (``Dataset.train_stream``)."""
-    if dataset.train_stream is None:
-        return dataset.train.x[index]
-    return torch.stack([dataset.train_stream[i] for i in index.tolist()])
-
-
 def train_extractor(spec: dict[str, Any], dataset: Dataset) -> FeatureExtractor:
     """Train an extractor on ``dataset``'s training split with a seeded loop (Adam).
 
@@ -249,8 +240,7 @@ def train_extractor(spec: dict[str, Any], dataset: Dataset) -> FeatureExtractor:
         torch.manual_seed(spec["seed"])
         model = FeatureExtractor(spec)
     x, y = dataset.train.x, dataset.train.y
-    stream = dataset.train_stream  # a map-style dataset of known length (vaekit.data.streamed)
-    num_train = len(x) if stream is None else len(cast(Sized, stream))
+    num_train = dataset.train_size
     steps_per_epoch = math.ceil(num_train / spec["batch_size"])
     epochs = max(spec["min_epochs"], math.ceil(spec["min_steps"] / steps_per_epoch))
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
@@ -259,7 +249,7 @@ def train_extractor(spec: dict[str, Any], dataset: Dataset) -> FeatureExtractor:
     for _ in range(epochs):
         for index in torch.randperm(num_train, generator=generator).split(spec["batch_size"]):
             labels = y[index] if classifier and y is not None else None
-            loss = _loss(model, _training_images(dataset, index), labels, generator)
+            loss = _loss(model, dataset.train_points(index), labels, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -5,6 +5,7 @@ from vaekit.models.ae import AE
 from vaekit.models.base import Autoencoder, Decoder, Encoder, Loss, Prior
 from vaekit.models.conditional import Condition, ConditionalDecoder, ConditionalEncoder
 from vaekit.models.corruption import CORRUPTIONS, Corruption
+from vaekit.models.output_bias import data_moments, init_output_bias
 from vaekit.models.parts import NetworkDecoder, TrunkEncoder
 from vaekit.models.vae import VAE
 
@@ -34,4 +35,6 @@ __all__ = [
     "NetworkDecoder",
     "Prior",
     "TrunkEncoder",
+    "data_moments",
+    "init_output_bias",
 ]
