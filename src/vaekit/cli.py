@@ -532,6 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
         with_data_paths(p)
 
+    def with_split(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--split",
+            choices=["train", "val", "test"],
+            default="test",
+            help=f"{what} (default test)",
+        )
+
     p = command("train", cmd_train, "train a model from a TOML recipe (default: VAE on digits)")
     p.add_argument("--config", help="TOML recipe, e.g. configs/digits.toml")
     p.add_argument(
@@ -610,12 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pairs", type=int, default=4, help="paths, each between two images of --split (default 4)"
     )
-    p.add_argument(
-        "--split",
-        choices=["train", "val", "test"],
-        default="test",
-        help="the split the images come from (default test)",
-    )
+    with_split(p, "the split the images come from")
     p.add_argument(
         "--out",
         default=None,
@@ -639,12 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", default="0,1,10,100", help="chain steps to show, one row each")
     p.add_argument("--num", type=int, default=8, help="datapoints to impute (default 8)")
-    p.add_argument(
-        "--split",
-        choices=["train", "val", "test"],
-        default="test",
-        help="the split the datapoints come from (default test)",
-    )
+    with_split(p, "the split the datapoints come from")
     p.add_argument(
         "--out",
         default=None,
@@ -657,12 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default=None, help="output PNG (default: RUN/figures/reconstructions-<split>.png)"
     )
-    p.add_argument(
-        "--split",
-        choices=["train", "val", "test"],
-        default="test",
-        help="the split the datapoints come from (default test)",
-    )
+    with_split(p, "the split the datapoints come from")
     p.add_argument("--num", type=int, default=16, help="datapoints shown (default 16)")
 
     p = command("plot", cmd_plot, "re-draw a run's figures from its files")
@@ -671,12 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("evaluate", cmd_evaluate, "score a run; print a table, write evaluation.json")
     with_run(p)
-    p.add_argument(
-        "--split",
-        choices=["train", "val", "test"],
-        default="test",
-        help="the datapoints scored (default test)",
-    )
+    with_split(p, "the datapoints scored")
     p.add_argument("--metrics", help="comma-separated metric names (default: all; see docs)")
     p.add_argument(
         "--num-importance-samples",
