@@ -231,6 +231,13 @@ def _train(
             "bfloat16 and is much slower than float32; it is meant for GPUs (set "
             "train.precision = float32 here)"
         )
+    cold_vamp = config.model.prior == "vamp" and config.model.output_bias == "default"
+    if cold_vamp and not resume and log is not None and world.is_main:
+        log(
+            "note: a VampPrior trained from PyTorch's initialisation can collapse onto its "
+            "posteriors (KL 0, the decoder at the average datapoint); set model.output_bias = "
+            "'marginal' to start the decoder at the data's marginal"
+        )
 
     state_hash = recorded_config_sha256(run) if resume else config_sha256(config)
     config_hash = config_sha256(config) if extended else state_hash

@@ -119,3 +119,13 @@ def test_train_refuses_a_head_without_a_start_before_making_the_run(tmp_path: Pa
     err = capsys.readouterr().err
     assert err.startswith("vaekit: error:") and "model.output_bias = 'default'" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("start", ["default", "marginal"])
+def test_a_cold_vamp_prior_is_told_how_to_start(start: str, tmp_path: Path) -> None:
+    sets = ["model.prior='vamp'", "model.prior_components=3", "train.epochs=1"]
+    config = load_config(TINY, [*sets, f"model.output_bias='{start}'"])
+    lines: list[str] = []
+    vaekit.train(config, tmp_path / "run", progress=False, log=lines.append)
+    noted = any("model.output_bias = 'marginal'" in line for line in lines)
+    assert noted is (start == "default")
