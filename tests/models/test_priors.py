@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 import vaekit
 from vaekit.build import build_model
 from vaekit.cli import main
 from vaekit.config import ModelConfig
 from vaekit.distributions import MixturePrior, VampPrior, draw, kl_to_prior
+from vaekit.distributions.gaussian_mixture import DiagonalGaussianMixture
 from vaekit.errors import ConfigError
 
 GRID = torch.linspace(-9, 9, 601, dtype=torch.float64)
@@ -119,3 +120,36 @@ def test_cli_run_with_a_learned_prior_round_trips(prior: str, tmp_path: Path) ->
     assert main(["sample", run, "--sampler", "markov-chain", "--out", out]) == 0
     metrics = ["--metrics", "elbo,log-likelihood", "--num-importance-samples", "20", "--quiet"]
     assert main(["evaluate", run, *metrics, "--out", str(tmp_path / "e.json")]) == 0
+
+
+@pytest.mark.parametrize("scale_floor", [1.0, 0.01])
+def test_the_matrix_product_mixture_density_is_the_broadcast_one(scale_floor: float) -> None:
+    """DiagonalGaussianMixture.log_prob (expanded quadratic form, float64) equals
+    MixtureSameFamily's broadcast one in float64, values and gradients, for any leading shape
+    of z, wide or very narrow components (where the expansion cancels most)."""
+    g = torch.Generator().manual_seed(0)
+    k, d = 7, 5
+    logits = torch.randn(k, generator=g, dtype=torch.float64).requires_grad_()
+    loc = (3 * torch.randn(k, d, generator=g, dtype=torch.float64)).requires_grad_()
+    scale = (scale_floor + torch.rand(k, d, generator=g, dtype=torch.float64)).requires_grad_()
+    z = loc.detach()[torch.randint(k, (4, 6), generator=g)] + 0.1 * torch.randn(
+        4, 6, d, generator=g, dtype=torch.float64
+    )
+    fast = DiagonalGaussianMixture(logits, loc, scale).log_prob(z)
+    components = Independent(Normal(loc, scale), 1)
+    slow = MixtureSameFamily(Categorical(logits=logits), components).log_prob(z)
+    assert fast.shape == (4, 6)
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+    fast_grads = torch.autograd.grad(fast.sum(), (logits, loc, scale))
+    slow_grads = torch.autograd.grad(slow.sum(), (logits, loc, scale))
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-7)
+    in_float32 = DiagonalGaussianMixture(logits.float(), loc.float(), scale.float())
+    assert in_float32.log_prob(z.float()).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"points \[\.\.\., 5\]"):
+        in_float32.log_prob(torch.zeros(3, 4))
+
+
+def test_learned_priors_score_with_the_matrix_product_mixture() -> None:
+    assert isinstance(MixturePrior(3, 4)(), DiagonalGaussianMixture)
+    assert isinstance(VampPrior(TinyEncoder(), (3,), 4)(), DiagonalGaussianMixture)

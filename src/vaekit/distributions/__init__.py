@@ -1,6 +1,7 @@
 """Probability objects: posteriors q(z|x), likelihoods p(x|z), priors p(z), seeded sampling."""
 
 from vaekit.distributions.discretized_logistic import DiscretizedLogisticMixture
+from vaekit.distributions.gaussian_mixture import DiagonalGaussianMixture
 from vaekit.distributions.hierarchical import (
     ConditionalGaussian,
     HierarchicalLatent,
@@ -45,6 +46,7 @@ __all__ = [
     "ContinuousBernoulliLikelihood",
     "Delta",
     "DeltaHead",
+    "DiagonalGaussianMixture",
     "DiscretizedLogisticLikelihood",
     "DiscretizedLogisticMixture",
     "FixedGaussianLikelihood",

@@ -18,6 +18,8 @@ from torch.distributions import (
     kl_divergence,
 )
 
+from vaekit.distributions.gaussian_mixture import DiagonalGaussianMixture
+
 
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I) over ``latent_dim`` dimensions."""
@@ -52,10 +54,7 @@ class MixturePrior(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(components, latent_dim))
 
     def forward(self) -> Distribution:
-        components = Independent(Normal(self.loc, self.log_scale.exp(), validate_args=False), 1)
-        return MixtureSameFamily(
-            Categorical(logits=self.logits, validate_args=False), components, validate_args=False
-        )
+        return DiagonalGaussianMixture(self.logits, self.loc, self.log_scale.exp())
 
 
 class VampPrior(nn.Module):
@@ -84,6 +83,10 @@ class VampPrior(nn.Module):
     def forward(self) -> Distribution:
         q: Any = self.encoder(self.pseudo_inputs)  # batch [K], event [D]
         weights = torch.zeros(self.pseudo_inputs.shape[0], device=self.pseudo_inputs.device)
+        base = q.base_dist if isinstance(q, Independent) else None
+        # diagonal Gaussian posteriors [K, D]: the mixture whose density is a matrix product
+        if isinstance(base, Normal) and q.reinterpreted_batch_ndims == 1 and base.loc.dim() == 2:
+            return DiagonalGaussianMixture(weights, base.loc, base.scale)
         return MixtureSameFamily(
             Categorical(logits=weights, validate_args=False), q, validate_args=False
         )
