@@ -96,20 +96,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def row_config(row: str, args: argparse.Namespace) -> Any:
-    """The recipe with the shared training setup, the row's piece and ``--set`` overrides."""
-    warmup = max(args.epochs // 10, 0)
-    shared = [
-        f"train.epochs={args.epochs}",
+def shared_settings(epochs: int) -> list[str]:
+    """The training setup every row shares (recorded in ``settings.json``)."""
+    return [
+        f"train.epochs={epochs}",
         "train.batch_size=50",
         "train.schedule='cosine'",
         "train.lr=1.5e-3",
         "train.min_lr=1e-4",
-        f"train.warmup_epochs={warmup}",
+        f"train.warmup_epochs={max(epochs // 10, 0)}",
         "train.ema_decay=0.9998",
         "train.device='cpu'",
         "model.output_bias='marginal'",
     ]
+
+
+def row_config(row: str, args: argparse.Namespace) -> Any:
+    """The recipe with the shared training setup, the row's piece and ``--set`` overrides."""
+    shared = shared_settings(args.epochs)
     tiny = [o for o in TINY if "lower" not in o or row == "two-layers"] if args.tiny else []
     tiny = [o for o in tiny if "prior_components" not in o or row == "vampprior"]
     overrides = ROWS[row][0]
@@ -232,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
-    settings = {"epochs": args.epochs, "k": args.importance_samples, "set": args.set}
+    settings = {
+        "epochs": args.epochs,
+        "k": args.importance_samples,
+        "shared": shared_settings(args.epochs),
+        "set": args.set,
+    }
     settings_path = out / "settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
         log(f"error: {out} holds rows of other settings; use a new --out")

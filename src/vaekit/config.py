@@ -96,8 +96,8 @@ class ModelConfig:
     """Where the decoder's output-layer bias starts: default (PyTorch's initialisation) or
     marginal (p(x|z) starts at the training data's per-value marginal: the log-odds of the mean
     pixel for bernoulli, the mean and spread for the gaussian likelihoods; the IWAE code's
-    start). A VampPrior on binarised MNIST needs it: otherwise its posteriors collapse onto the
-    prior in the first steps. vaekit train applies it when a run starts; in Python, call
+    start). A VampPrior can need it: otherwise its posteriors may collapse onto the prior in
+    the first steps. vaekit train applies it when a run starts; in Python, call
     vaekit.init_output_bias before vaekit.fit."""
     prior: str = "standard-normal"
     """The prior p(z), a name in the prior registry: standard-normal, a learned Gaussian mixture,

@@ -22,7 +22,7 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.figures import render_run_figures
 from vaekit.files import atomic_write, atomic_write_many, remove_stale_temporaries, write_json
 from vaekit.models.base import Autoencoder
-from vaekit.models.output_bias import data_moments, init_output_bias
+from vaekit.models.output_bias import data_moments, has_marginal_start, init_output_bias
 from vaekit.runs import (
     Run,
     condition_size,
@@ -219,6 +219,15 @@ def _train(
     model = build_model(config.model, dataset.event_shape, num_classes=dataset.num_classes)
     if not resume and config.model.output_bias == "marginal":
         init_output_bias(model, *training_moments(dataset))
+    cold_vamp = config.model.prior == "vamp" and config.model.output_bias == "default"
+    noting = not resume and log is not None and world.is_main
+    if cold_vamp and noting and has_marginal_start(model, *training_moments(dataset)):
+        assert log is not None
+        log(
+            "note: a VampPrior trained from PyTorch's initialisation can collapse onto its "
+            "posteriors (KL 0, the decoder at the average datapoint); set "
+            "model.output_bias = 'marginal' to start the decoder at the data's marginal"
+        )
     if not resume:
         world.run_on_main(lambda: prepare_run_dir(out, resume=False, overwrite=overwrite))
     num_params = sum(p.numel() for p in model.parameters())
@@ -230,13 +239,6 @@ def _train(
             "note: train.precision = bfloat16 on a CPU without AMX or AVX512-BF16 emulates "
             "bfloat16 and is much slower than float32; it is meant for GPUs (set "
             "train.precision = float32 here)"
-        )
-    cold_vamp = config.model.prior == "vamp" and config.model.output_bias == "default"
-    if cold_vamp and not resume and log is not None and world.is_main:
-        log(
-            "note: a VampPrior trained from PyTorch's initialisation can collapse onto its "
-            "posteriors (KL 0, the decoder at the average datapoint); set model.output_bias = "
-            "'marginal' to start the decoder at the data's marginal"
         )
 
     state_hash = recorded_config_sha256(run) if resume else config_sha256(config)
@@ -305,10 +307,11 @@ def training_moments(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-value mean and standard deviation of the training split: all of it when held in
     memory, MARGINAL_POINTS evenly spaced points when streamed from disk."""
     if dataset.train_stream is None:
-        return data_moments([dataset.train.x])
+        return data_moments(dataset.train.x)
     n = dataset.train_size
-    index = torch.linspace(0, n - 1, min(n, MARGINAL_POINTS)).round().long()
-    return data_moments(dataset.train_points(part) for part in index.split(500))
+    m = min(n, MARGINAL_POINTS)
+    index = torch.arange(m) * (n - 1) // max(m - 1, 1)  # integers: exact for any n
+    return data_moments(dataset.train_points(index))
 
 
 def make_trainer(

@@ -1,6 +1,7 @@
 """The decoder's start at the data's marginal (``model.output_bias = "marginal"``): the bias
-gives p(x|z) the data's per-value mean (and spread) in closed form, the wrong decoders are
-refused with the setting to change, and vaekit train applies it to a new run only."""
+gives p(x|z) the data's per-value (or, for a convolution, per-channel) mean and spread in closed
+form, decoders whose output is not a biased layer's are refused with the setting to change, and
+vaekit train applies it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from vaekit.build import build_model
 from vaekit.cli import main
 from vaekit.config import load_config
 from vaekit.errors import ConfigError
-from vaekit.models.output_bias import output_layer
 
 ROOT = Path(__file__).parents[2]
 TINY = str(ROOT / "configs" / "tiny.toml")
@@ -27,9 +27,16 @@ def _model(likelihood: str, network: str = "mlp") -> vaekit.Autoencoder:
     return build_model(cfg.model, (1, 8, 8))
 
 
+def _output_layer(model: vaekit.Autoencoder) -> nn.Module:
+    """The built-in networks' output layer: their last Linear or convolution."""
+    assert isinstance(model.decoder, vaekit.NetworkDecoder)
+    kinds = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+    return [m for m in model.decoder.network.modules() if isinstance(m, kinds)][-1]
+
+
 def _silence_weights(model: vaekit.Autoencoder) -> None:
     """Zero the output layer's weights: p(x|z) is then the bias's alone, for every z."""
-    layer, _ = output_layer(model)
+    layer = _output_layer(model)
     with torch.no_grad():
         layer.weight.zero_()
 
@@ -41,18 +48,18 @@ def _data() -> torch.Tensor:
     return x
 
 
-def test_moments_match_torch_over_batches_and_limit() -> None:
+def test_moments_are_the_population_mean_and_std() -> None:
     x = _data()
-    mean, std = vaekit.data_moments(x.split(64))
+    mean, std = vaekit.data_moments(x)
     torch.testing.assert_close(mean, x.mean(0))
     torch.testing.assert_close(std, x.std(0, unbiased=False), atol=1e-6, rtol=1e-5)
-    head, _ = vaekit.data_moments(x.split(64), limit=100)
-    torch.testing.assert_close(head, x[:100].mean(0))
+    with pytest.raises(ConfigError, match="empty"):
+        vaekit.data_moments(x[:0])
 
 
 def test_bernoulli_starts_at_the_clipped_mean_pixel() -> None:
     model, x = _model("bernoulli"), _data()
-    vaekit.init_output_bias(model, *vaekit.data_moments([x]))
+    vaekit.init_output_bias(model, *vaekit.data_moments(x))
     _silence_weights(model)
     p = model.decoder(torch.randn(5, 2))
     expected = x.mean(0).clamp(1e-3, 1 - 1e-3)
@@ -61,7 +68,7 @@ def test_bernoulli_starts_at_the_clipped_mean_pixel() -> None:
 
 def test_learned_gaussian_starts_at_the_mean_and_spread() -> None:
     model, x = _model("gaussian-learned"), _data()
-    vaekit.init_output_bias(model, *vaekit.data_moments([x]))
+    vaekit.init_output_bias(model, *vaekit.data_moments(x))
     _silence_weights(model)
     p = model.decoder(torch.randn(3, 2))
     mean, std = x.mean(0), x.std(0, unbiased=False)
@@ -70,25 +77,63 @@ def test_learned_gaussian_starts_at_the_mean_and_spread() -> None:
     torch.testing.assert_close(p.stddev[0], std.clamp_min(floor), atol=1e-5, rtol=1e-4)
 
 
-def test_a_conv_decoder_gets_each_channels_average() -> None:
-    model, x = _model("gaussian", "conv"), _data()
-    vaekit.init_output_bias(model, *vaekit.data_moments([x]))
-    layer, _ = output_layer(model)
-    assert isinstance(layer, nn.Conv2d | nn.ConvTranspose2d)
-    torch.testing.assert_close(layer.bias, x.mean().reshape(1))
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-learned"])
+def test_a_conv_decoder_starts_at_each_channels_pooled_marginal(likelihood: str) -> None:
+    """One bias per channel: p(x|z) starts at the mean (and spread) of all the channel's values,
+    not at an average of per-pixel log-odds or scales."""
+    model, x = _model(likelihood, "conv"), _data()
+    vaekit.init_output_bias(model, *vaekit.data_moments(x))
+    assert isinstance(_output_layer(model), nn.Conv2d | nn.ConvTranspose2d)
+    _silence_weights(model)
+    p = model.decoder(torch.randn(3, 2))
+    mean = x.mean().clamp(1e-3, 1 - 1e-3) if likelihood == "bernoulli" else x.mean()
+    torch.testing.assert_close(p.mean, mean.expand_as(p.mean))
+    if likelihood == "gaussian-learned":
+        spread = x.std(unbiased=False)
+        torch.testing.assert_close(p.stddev, spread.expand_as(p.stddev), atol=1e-5, rtol=1e-4)
 
 
-def test_heads_and_networks_without_a_start_are_refused() -> None:
+class Squashed(nn.Module):
+    """A decoder network whose output is not its last layer's: a sigmoid in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(2, 64)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.out(z)).view(-1, 1, 8, 8)
+
+
+class OutOfOrder(nn.Module):
+    """A decoder network that registers its output layer before its hidden one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(16, 64)
+        self.hidden = nn.Linear(2, 16)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.hidden(z))).view(-1, 1, 8, 8)
+
+
+def test_the_output_layer_is_found_by_what_it_computes() -> None:
+    """The layer whose output the network returns, whatever the registration order; a network
+    that transforms that output afterwards is refused."""
     x = _data()
-    with pytest.raises(ConfigError, match="no starting point for the ContinuousBernoulli"):
-        vaekit.init_output_bias(_model("continuous-bernoulli"), *vaekit.data_moments([x]))
     model = _model("bernoulli")
     assert isinstance(model.decoder, vaekit.NetworkDecoder)
-    model.decoder.network = nn.Sequential(
-        nn.Linear(2, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8))
-    )
-    with pytest.raises(ConfigError, match="ends in Sigmoid"):
-        vaekit.init_output_bias(model, *vaekit.data_moments([x]))
+    model.decoder.network = OutOfOrder()
+    vaekit.init_output_bias(model, *vaekit.data_moments(x))
+    expected = torch.logit(x.mean(0).clamp(1e-3, 1 - 1e-3)).flatten()
+    torch.testing.assert_close(model.decoder.network.out.bias, expected)
+    model.decoder.network = Squashed()
+    with pytest.raises(ConfigError, match="whose output is that of a Linear or convolution"):
+        vaekit.init_output_bias(model, *vaekit.data_moments(x))
+
+
+def test_heads_without_a_start_are_refused() -> None:
+    with pytest.raises(ConfigError, match="no starting point for the ContinuousBernoulli"):
+        vaekit.init_output_bias(_model("continuous-bernoulli"), *vaekit.data_moments(_data()))
 
 
 def test_train_starts_a_new_run_there(tmp_path: Path) -> None:

@@ -146,6 +146,7 @@ def test_the_matrix_product_mixture_density_is_the_broadcast_one(scale_floor: fl
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-7)
     in_float32 = DiagonalGaussianMixture(logits.float(), loc.float(), scale.float())
     assert in_float32.log_prob(z.float()).dtype == torch.float32
+    assert in_float32.log_prob(z.bfloat16()).dtype == torch.float32  # not rounded to bfloat16
     with pytest.raises(ValueError, match=r"points \[\.\.\., 5\]"):
         in_float32.log_prob(torch.zeros(3, 4))
 
@@ -153,3 +154,21 @@ def test_the_matrix_product_mixture_density_is_the_broadcast_one(scale_floor: fl
 def test_learned_priors_score_with_the_matrix_product_mixture() -> None:
     assert isinstance(MixturePrior(3, 4)(), DiagonalGaussianMixture)
     assert isinstance(VampPrior(TinyEncoder(), (3,), 4)(), DiagonalGaussianMixture)
+
+
+def test_the_matrix_product_mixture_samples_like_its_components() -> None:
+    """Seeded draws, the mean and the variance are those of the MixtureSameFamily it holds."""
+    g = torch.Generator().manual_seed(1)
+    logits, loc, scale = (
+        torch.randn(3, generator=g),
+        torch.randn(3, 2, generator=g),
+        torch.rand(3, 2, generator=g) + 0.5,
+    )
+    p = DiagonalGaussianMixture(logits, loc, scale)
+    reference = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(loc, scale), 1))
+    a = draw(p, (5,), generator=torch.Generator().manual_seed(3))
+    b = draw(reference, (5,), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(p.mean, reference.mean)
+    torch.testing.assert_close(p.variance, reference.variance)
+    assert p.event_shape == (2,) and p.batch_shape == ()

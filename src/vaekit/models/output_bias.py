@@ -12,7 +12,8 @@ the model there for good.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -22,78 +23,116 @@ from vaekit.errors import ConfigError
 from vaekit.models.base import Autoencoder
 from vaekit.models.parts import NetworkDecoder
 
-# Modules that only reshape: they may follow the output layer.
-_RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
 OutputLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
 
 
-def data_moments(batches: Iterable[Tensor], limit: int | None = None) -> tuple[Tensor, Tensor]:
-    """Per-value mean and standard deviation [C, H, W] or [D] over ``batches`` of data (the
-    first ``limit`` datapoints, or all), accumulated in float64."""
-    total: Tensor | None = None
-    squares: Tensor | None = None
-    count = 0
-    for batch in batches:
-        if limit is not None:
-            batch = batch[: limit - count]
-        rows = batch.detach().to(torch.float64)
-        total = rows.sum(0) if total is None else total + rows.sum(0)
-        squares = (rows**2).sum(0) if squares is None else squares + (rows**2).sum(0)
-        count += len(rows)
-        if limit is not None and count >= limit:
-            break
-    if total is None or squares is None or count == 0:
+def data_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-value mean and standard deviation [C, H, W] or [D] of the points x [N, ...]
+    (float64 sums, population std, returned as float32)."""
+    if len(x) == 0:
         raise ConfigError("the training data are empty: there is no marginal to start from")
-    mean = total / count
-    std = (squares / count - mean**2).clamp_min(0.0).sqrt()
-    return mean.float(), std.float()
+    values = x.detach().double()
+    return values.mean(0).float(), values.std(0, correction=0).float()
 
 
-def output_layer(model: Autoencoder) -> tuple[OutputLayer, Likelihood]:
-    """The decoder's last weight layer (Linear or convolution, with a bias, followed by nothing
-    but reshapes) and the likelihood head it feeds; ConfigError where there is none."""
+def init_output_bias(model: Autoencoder, mean: Tensor, std: Tensor) -> None:
+    """Set the decoder's output bias so that p(x|z) starts at the marginal with per-value
+    ``mean`` and ``std`` (``data_moments``): per value for a Linear output layer; for a
+    convolution, one bias per channel, from the channel's pooled mean and spread.
+
+    The decoder must be a ``NetworkDecoder`` whose network's output is its last Linear or
+    convolution's (checked on a forward pass, in eval mode, without gradients), and its
+    likelihood must have a starting point (``Likelihood.marginal_raw``); ConfigError otherwise.
+    """
+    layer, values = _start(model, mean, std)
+    bias = layer.bias
+    assert bias is not None  # _start checked it
+    with torch.no_grad():
+        bias.copy_(values.to(bias))
+
+
+def has_marginal_start(model: Autoencoder, mean: Tensor, std: Tensor) -> bool:
+    """Whether ``init_output_bias`` applies to ``model``."""
+    try:
+        _start(model, mean, std)
+    except ConfigError:
+        return False
+    return True
+
+
+def _start(model: Autoencoder, mean: Tensor, std: Tensor) -> tuple[OutputLayer, Tensor]:
+    """The output layer and its starting bias."""
     decoder = next((m for m in model.decoder.modules() if isinstance(m, NetworkDecoder)), None)
     if decoder is None or not isinstance(decoder.likelihood, Likelihood):
         raise ConfigError(
             "model.output_bias = 'marginal' needs a decoder made of a network and a likelihood "
             "head (NetworkDecoder); set model.output_bias = 'default'"
         )
-    leaves = [m for m in decoder.network.modules() if not list(m.children())]
-    while leaves and isinstance(leaves[-1], _RESHAPES):
-        leaves.pop()
-    last = leaves[-1] if leaves else None
-    if not isinstance(last, OutputLayer) or last.bias is None:
+    candidates = [m for m in decoder.network.modules() if isinstance(m, OutputLayer)]
+    layer = _output_layer(model, decoder, candidates, mean)
+    if layer is None or layer.bias is None:
         raise ConfigError(
-            "model.output_bias = 'marginal' needs a decoder network that ends in a Linear or "
-            f"convolution layer with a bias, but it ends in {type(last).__name__}; set "
+            "model.output_bias = 'marginal' needs a decoder network whose output is that of "
+            "a Linear or convolution layer with a bias (reshapes aside); set "
             "model.output_bias = 'default'"
         )
-    return last, decoder.likelihood
-
-
-def init_output_bias(model: Autoencoder, mean: Tensor, std: Tensor) -> None:
-    """Set the decoder's output bias so that p(x|z) starts at the marginal with per-value
-    ``mean`` and ``std`` (``data_moments``): per value for a Linear output layer, averaged over
-    the pixels of each channel for a convolution. ConfigError where the likelihood has no such
-    starting point or the decoder does not end in a biased weight layer."""
-    layer, likelihood = output_layer(model)
-    raw = likelihood.marginal_raw(mean, std)
+    if isinstance(layer, _CONVS):  # one bias per channel: pool each channel's moments
+        pixels_mean = mean.reshape(mean.shape[0], -1)  # [C, pixels]
+        pooled = pixels_mean.mean(1, keepdim=True)
+        spread = std.reshape(mean.shape[0], -1).square() + (pixels_mean - pooled).square()
+        mean = pooled.view(-1, *[1] * (mean.dim() - 1))
+        std = spread.mean(1).sqrt().view_as(mean)
+    raw = decoder.likelihood.marginal_raw(mean, std)
     if raw is None:
         raise ConfigError(
             f"model.output_bias = 'marginal' has no starting point for the "
-            f"{type(likelihood).__name__} (it is defined for the bernoulli and gaussian "
+            f"{type(decoder.likelihood).__name__} (it is defined for the bernoulli and gaussian "
             "likelihoods); set model.output_bias = 'default'"
         )
-    bias: Tensor | None = layer.bias
-    assert bias is not None  # output_layer checked it
-    if isinstance(layer, nn.Linear):
-        values = raw.reshape(-1)
-    else:  # one bias per output channel: the channel's average over its pixels
-        values = raw.reshape(raw.shape[0], -1).mean(1)
-    if values.numel() != bias.numel():
+    values, biases = raw.reshape(-1), layer.bias.numel() if layer.bias is not None else 0
+    if values.numel() != biases:
         raise ConfigError(
-            f"the decoder's output layer has {bias.numel()} biases, but the data's marginal "
-            f"gives {values.numel()}; set model.output_bias = 'default'"
+            f"the decoder's output layer has {biases} biases, but the data's marginal gives "
+            f"{values.numel()}; set model.output_bias = 'default'"
         )
-    with torch.no_grad():
-        bias.copy_(values.to(bias))
+    return layer, values
+
+
+def _output_layer(
+    model: Autoencoder, decoder: NetworkDecoder, candidates: list[OutputLayer], mean: Tensor
+) -> OutputLayer | None:
+    """The candidate whose output is the decoder network's (up to a reshape), found on one
+    pass that encodes and decodes the data's mean (label 0 for a conditional model), in eval
+    mode and without gradients; None where there is none."""
+    seen: dict[int, Tensor] = {}
+
+    def keep(key: int) -> Callable[[nn.Module, tuple[Any, ...], Tensor], None]:
+        return lambda _module, _inputs, output: seen.__setitem__(key, output)
+
+    modules: list[nn.Module] = [*candidates, decoder.network]
+    hooks = [module.register_forward_hook(keep(i)) for i, module in enumerate(modules)]
+    device = next(model.parameters()).device
+    x = mean.to(device).unsqueeze(0).expand(2, *mean.shape)
+    labels = None if model.condition is None else torch.zeros(2, dtype=torch.long, device=device)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), model.given(labels):
+            model.decoder(model.encode_mean(x))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(training)
+    network = seen.get(len(candidates))
+    if network is None:
+        return None
+    for i in reversed(range(len(candidates))):
+        out = seen.get(i)
+        if (
+            out is not None
+            and out.shape.numel() == network.shape.numel()
+            and torch.equal(out.reshape(-1), network.reshape(-1))
+        ):
+            return candidates[i]
+    return None
