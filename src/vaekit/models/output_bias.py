@@ -41,9 +41,10 @@ def init_output_bias(model: Autoencoder, mean: Tensor, std: Tensor) -> None:
     ``mean`` and ``std`` (``data_moments``): per value for a Linear output layer; for a
     convolution, one bias per channel, from the channel's pooled mean and spread.
 
-    The decoder must be a ``NetworkDecoder`` whose network's output is its last Linear or
-    convolution's (checked on a forward pass, in eval mode, without gradients), and its
-    likelihood must have a starting point (``Likelihood.marginal_raw``); ConfigError otherwise.
+    The decoder must be a ``NetworkDecoder`` whose network returns the output of one of its
+    Linear or convolution layers, with a bias, up to a reshape (found with forward hooks on one
+    pass, in eval mode, without gradients), and its likelihood must have a starting point
+    (``Likelihood.marginal_raw``); ConfigError otherwise.
     """
     layer, values = _start(model, mean, std)
     bias = layer.bias
