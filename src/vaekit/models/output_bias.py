@@ -24,7 +24,6 @@ from vaekit.models.base import Autoencoder
 from vaekit.models.parts import NetworkDecoder
 
 OutputLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
 
 
 def data_moments(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -72,13 +71,14 @@ def _start(model: Autoencoder, mean: Tensor, std: Tensor) -> tuple[OutputLayer, 
         )
     candidates = [m for m in decoder.network.modules() if isinstance(m, OutputLayer)]
     layer = _output_layer(model, decoder, candidates, mean)
-    if layer is None or layer.bias is None:
+    bias: Tensor | None = None if layer is None else layer.bias
+    if layer is None or bias is None:
         raise ConfigError(
             "model.output_bias = 'marginal' needs a decoder network whose output is that of "
             "a Linear or convolution layer with a bias (reshapes aside); set "
             "model.output_bias = 'default'"
         )
-    if isinstance(layer, _CONVS):  # one bias per channel: pool each channel's moments
+    if not isinstance(layer, nn.Linear):  # a convolution: one bias per channel, pooled moments
         pixels_mean = mean.reshape(mean.shape[0], -1)  # [C, pixels]
         pooled = pixels_mean.mean(1, keepdim=True)
         spread = std.reshape(mean.shape[0], -1).square() + (pixels_mean - pooled).square()
@@ -91,10 +91,10 @@ def _start(model: Autoencoder, mean: Tensor, std: Tensor) -> tuple[OutputLayer, 
             f"{type(decoder.likelihood).__name__} (it is defined for the bernoulli and gaussian "
             "likelihoods); set model.output_bias = 'default'"
         )
-    values, biases = raw.reshape(-1), layer.bias.numel() if layer.bias is not None else 0
-    if values.numel() != biases:
+    values = raw.reshape(-1)
+    if values.numel() != bias.numel():
         raise ConfigError(
-            f"the decoder's output layer has {biases} biases, but the data's marginal gives "
+            f"the decoder's output layer has {bias.numel()} biases, but the data's marginal gives "
             f"{values.numel()}; set model.output_bias = 'default'"
         )
     return layer, values
