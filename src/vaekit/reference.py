@@ -2,7 +2,7 @@
 
 The documentation site (``mkdocs.yml``) replaces a marker such as
 ``<!-- generated: config-reference -->`` in a page with the text made here, at build time, so
-the reference cannot drift from ``config.py`` and the argument parser of ``cli.py``.
+the reference cannot drift from ``config.py`` and the argument parser of the ``cli`` package.
 """
 
 from __future__ import annotations
