@@ -25,8 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from benchmarks.common import machine
-from vaekit.experiment import read_metrics
 from vaekit.runtime import RunDir
+from vaekit.training.run_files import read_metrics
 
 
 def load_run(run: Path) -> dict[str, Any]:

@@ -48,11 +48,11 @@ from vaekit.config import Config, load_config
 from vaekit.evaluate import extractor_loader
 from vaekit.evaluation.extractor import FeatureExtractor
 from vaekit.evaluation.sample_quality import sanity_references
-from vaekit.experiment import read_metrics
 from vaekit.files import atomic_write, write_json
 from vaekit.runs import Run, load_run
 from vaekit.runtime import RunDir, choose_device
 from vaekit.training import StopTraining, TrainingInterrupted
+from vaekit.training.run_files import read_metrics
 
 ROOT = Path(__file__).parents[1]
 KINDS = ("vae", "dvae", "aae", "daae")

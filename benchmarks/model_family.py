@@ -34,9 +34,9 @@ import torch
 from benchmarks.common import machine, train_logged
 from vaekit.config import load_config
 from vaekit.evaluate import evaluate_run
-from vaekit.experiment import read_metrics
 from vaekit.files import write_json
 from vaekit.runtime import RunDir
+from vaekit.training.run_files import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "iwae-paper-vae.toml"

@@ -1,5 +1,5 @@
 """The standard figures of a run: samples, reconstructions, latent map, curves, manifold; for
-feature vectors, marginals and a pair plot in place of image grids (``vector_plots``)."""
+feature vectors, marginals and a pair plot in place of image grids (``plots.vectors``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit import plots, vector_plots
+from vaekit import plots
 from vaekit.data.base import Dataset
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import RunDir
@@ -137,11 +137,9 @@ def _vector_figures(
         real, samples, val, recon = map(dataset.standardization.invert, (real, samples, val, recon))
     names = dataset.feature_names or None
     return [
-        vector_plots.save_marginals(real, samples, run.figure("samples"), names=names),
-        vector_plots.save_pairs(real, samples, run.figure("pairs"), names=names),
-        vector_plots.save_vector_reconstructions(
-            val, recon, run.figure("reconstructions"), names=names
-        ),
+        plots.save_marginals(real, samples, run.figure("samples"), names=names),
+        plots.save_pairs(real, samples, run.figure("pairs"), names=names),
+        plots.save_vector_reconstructions(val, recon, run.figure("reconstructions"), names=names),
     ]
 
 

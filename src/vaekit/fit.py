@@ -19,13 +19,6 @@ from vaekit.data.base import Binarization, Dataset, Split
 from vaekit.data.sources import InMemory, LoaderStream, TrainingData
 from vaekit.data.user import PYTHON_DATA, as_source, first_batch, source_identity
 from vaekit.errors import CheckpointError, ConfigError, DataError
-from vaekit.experiment import (
-    config_sha256,
-    make_trainer,
-    prepare_run_dir,
-    recorded_config_sha256,
-    run_trainer,
-)
 from vaekit.figures import render_run_figures
 from vaekit.models.base import Autoencoder
 from vaekit.runs import condition_size, read_run_config, write_run_config
@@ -37,6 +30,8 @@ from vaekit.runtime import (
     set_deterministic,
 )
 from vaekit.training.distributed import process_group
+from vaekit.training.launch import make_trainer, run_trainer
+from vaekit.training.run_files import config_sha256, prepare_run_dir, recorded_config_sha256
 
 BINARIZATIONS = ("none", "dynamic")
 

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import vaekit.experiment
+import vaekit.training.launch
 from vaekit.cli import main
 from vaekit.config import Config, load_config
 from vaekit.data import SourceOptions, load_dataset
@@ -249,14 +250,14 @@ class Crash(Exception):
 
 
 def crash_after_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    real = vaekit.experiment.write_checkpoint
+    real = vaekit.training.launch.write_checkpoint
 
     def checkpoint_then_crash(run: Any, model: Any, state: dict[str, Any], history: Any) -> None:
         real(run, model, state, history)
         if state["cursor"]["step"] == step:
             raise Crash
 
-    monkeypatch.setattr(vaekit.experiment, "write_checkpoint", checkpoint_then_crash)
+    monkeypatch.setattr(vaekit.training.launch, "write_checkpoint", checkpoint_then_crash)
 
 
 def test_cli_trains_streamed_resumes_exactly_and_serves_every_command(

@@ -26,6 +26,7 @@ from distributed_helpers import (
 )
 
 import vaekit.experiment
+import vaekit.training.launch
 from vaekit.config import load_config
 from vaekit.training.trainer import TrainingInterrupted
 
@@ -56,7 +57,7 @@ def resume_kind(out: Path, kind: str) -> None:
     config = load_config(TINY, [*RESUME_RECIPE, *RESUME_OVERRIDES[kind]])
     rank = dist.get_rank()
     vaekit.experiment.render_run_figures = lambda *a, **k: []  # no matplotlib in the workers
-    real_write = vaekit.experiment.write_checkpoint
+    real_write = vaekit.training.launch.write_checkpoint
     vaekit.experiment.train(config, out / "reference", progress=False)
 
     def crash_after(run, model, state, history):  # type: ignore[no-untyped-def]
@@ -64,13 +65,13 @@ def resume_kind(out: Path, kind: str) -> None:
         if (state["cursor"]["epoch"], state["cursor"]["batch"]) == (1, 2):
             raise Crash  # on rank 0 only: the other rank must stop too, not hang
 
-    vaekit.experiment.write_checkpoint = crash_after
+    vaekit.training.launch.write_checkpoint = crash_after
     try:
         vaekit.experiment.train(config, out / "crashed", progress=False)
         raise AssertionError("the crash did not stop training")
     except Crash:
         pass
-    vaekit.experiment.write_checkpoint = real_write
+    vaekit.training.launch.write_checkpoint = real_write
     vaekit.experiment.train(config, out / "crashed", resume=True, progress=False)
 
     def signal_after(run, model, state, history):  # type: ignore[no-untyped-def]
@@ -78,13 +79,13 @@ def resume_kind(out: Path, kind: str) -> None:
         if (state["cursor"]["epoch"], state["cursor"]["batch"]) == (0, 4):
             os.kill(os.getpid(), signal.SIGINT)  # rank 0 alone is signalled, at step 4
 
-    vaekit.experiment.write_checkpoint = signal_after
+    vaekit.training.launch.write_checkpoint = signal_after
     try:
         vaekit.experiment.train(config, out / "signalled", progress=False)
         raise AssertionError("the signal did not stop training")
     except TrainingInterrupted:
         pass
-    vaekit.experiment.write_checkpoint = real_write
+    vaekit.training.launch.write_checkpoint = real_write
     state = torch.load(out / "signalled" / "training_state.pt", weights_only=True)
     (out / f"interrupted-rank{rank}.json").write_text(json.dumps(state["cursor"]))
     vaekit.experiment.train(config, out / "signalled", resume=True, progress=False)

@@ -16,6 +16,7 @@ from reliability_helpers import Child, assert_trees_equal, temporaries, tiny_con
 from safetensors.torch import load_file
 
 import vaekit.experiment
+import vaekit.training.run_files
 from vaekit.errors import CheckpointError
 from vaekit.files import atomic_write, remove_stale_temporaries, write_json
 from vaekit.runs import load_run
@@ -68,7 +69,7 @@ def test_full_disk_mid_checkpoint_leaves_the_previous_checkpoint(
 ) -> None:
     """The second epoch's checkpoint fails halfway through one of its files."""
     name = "weights_writer" if failing == "weights" else "state_writer"
-    real = getattr(vaekit.experiment, name)
+    real = getattr(vaekit.training.run_files, name)
     calls = []
 
     def writer(*args: object) -> Writer:
@@ -76,7 +77,7 @@ def test_full_disk_mid_checkpoint_leaves_the_previous_checkpoint(
         write = real(*args)
         return fails_halfway(write) if len(calls) == 2 else write
 
-    monkeypatch.setattr(vaekit.experiment, name, writer)
+    monkeypatch.setattr(vaekit.training.run_files, name, writer)
     out = tmp_path / "run"
     with pytest.raises(CheckpointError, match="previous checkpoint is intact"):
         vaekit.experiment.train(tiny_config(), out, progress=False)

@@ -18,9 +18,9 @@ from reliability_helpers import TINY, assert_trees_equal
 import vaekit
 from vaekit.build import build_dataset
 from vaekit.cli import main
-from vaekit.experiment import config_sha256
 from vaekit.runs import read_run_config
 from vaekit.training.checkpoint import load_training_state
+from vaekit.training.run_files import config_sha256
 
 
 def train(out: Path, *extra: str) -> list[str]:

@@ -23,6 +23,8 @@ from reliability_helpers import (
 
 import vaekit.experiment
 import vaekit.runs
+import vaekit.training.launch
+import vaekit.training.run_files
 from vaekit.config import Config
 from vaekit.models import MODELS
 from vaekit.training.checkpoint import load_training_state, save_training_state
@@ -69,7 +71,7 @@ def train_until(
     config: Config, out: Path, cursor: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Train ``config`` into ``out`` and crash once the checkpoint at (epoch, batch) is written."""
-    real = vaekit.experiment.write_checkpoint
+    real = vaekit.training.launch.write_checkpoint
 
     def checkpoint_then_crash(run, model, state, history) -> None:  # type: ignore[no-untyped-def]
         real(run, model, state, history)
@@ -77,7 +79,7 @@ def train_until(
             raise Crash
 
     with monkeypatch.context() as patch:
-        patch.setattr(vaekit.experiment, "write_checkpoint", checkpoint_then_crash)
+        patch.setattr(vaekit.training.launch, "write_checkpoint", checkpoint_then_crash)
         patch.setattr(vaekit.experiment, "render_run_figures", lambda *a, **k: [])
         with pytest.raises(Crash):
             vaekit.experiment.train(config, out, progress=False)
@@ -206,7 +208,7 @@ def test_a_run_started_before_a_setting_existed_resumes_exactly(
     tally("faults_injected")
     config = tiny_config(*recipe, "model.kind=vae")
     out = tmp_path / "run"
-    real = vaekit.experiment.config_to_dict
+    real = vaekit.training.run_files.config_to_dict
 
     def without_precision(config: Config) -> dict:  # what an older vaekit wrote and hashed
         tree = real(config)
@@ -214,7 +216,7 @@ def test_a_run_started_before_a_setting_existed_resumes_exactly(
         return tree
 
     with monkeypatch.context() as patch:
-        patch.setattr(vaekit.experiment, "config_to_dict", without_precision)
+        patch.setattr(vaekit.training.run_files, "config_to_dict", without_precision)
         patch.setattr(vaekit.runs, "config_to_dict", without_precision)
         train_until(config, out, (1, 1), patch)
     assert "precision" not in (out / "config.json").read_text()

@@ -39,8 +39,8 @@ TRAIN += [arg for override in PPCA for arg in ("--set", override)]
 SLOW_DISK_CHILD = """
 import sys, time
 from pathlib import Path
-import vaekit.experiment as experiment
-slow, real = Path(sys.argv[1]), experiment.state_writer
+import vaekit.training.run_files as run_files
+slow, real = Path(sys.argv[1]), run_files.state_writer
 def state_writer(state):
     write = real(state)
     def stalling(tmp):
@@ -49,7 +49,7 @@ def state_writer(state):
             print("stalled in a checkpoint", flush=True)
             time.sleep(60)
     return stalling
-experiment.state_writer = state_writer
+run_files.state_writer = state_writer
 from vaekit.cli import main
 raise SystemExit(main(sys.argv[2:]))
 """

@@ -14,8 +14,8 @@ from vaekit.build import build_model
 from vaekit.config import ModelConfig
 from vaekit.data.base import Dataset, Split
 from vaekit.errors import ConfigError
-from vaekit.experiment import read_metrics
 from vaekit.models import VAE
+from vaekit.training.run_files import read_metrics
 from vaekit.training.trainer import Trainer
 
 TINY = Path(__file__).parents[2] / "configs" / "tiny.toml"

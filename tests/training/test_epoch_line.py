@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import vaekit
-from vaekit.experiment import format_record
+from vaekit.training.epoch_line import format_record
 
 TINY = Path(__file__).parents[2] / "configs" / "tiny.toml"
 LINE = re.compile(r"(train|val) objective (\S+) = recon (\S+) \+ (\S+) × kl (\S+); -elbo (\S+)")

@@ -17,14 +17,15 @@ from vaekit.build import build_model
 from vaekit.config import ModelConfig, load_config
 from vaekit.data.base import Dataset, Split
 from vaekit.errors import ConfigError
-from vaekit.experiment import read_metrics, train
+from vaekit.experiment import train
 from vaekit.models import VAE
 from vaekit.runtime import cpu_has_bfloat16
+from vaekit.training.run_files import read_metrics
 from vaekit.training.trainer import Trainer
 
 ROOT = Path(__file__).parents[2]
 # 8x8 images and 64 hidden units: wide enough that the direct path's 64 -> 64 products run in
-# bfloat16 (fused_elbo.MIN_LOW_PRECISION_WIDTH); the 2 -> 64 decoder layer and the head do not.
+# bfloat16 (mlp_stack.MIN_LOW_PRECISION_WIDTH); the 2 -> 64 decoder layer and the head do not.
 SHAPE = (1, 8, 8)
 MODEL = ModelConfig(latent_dim=2, hidden=(64,))
 

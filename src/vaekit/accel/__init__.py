@@ -5,7 +5,8 @@ objects and autograd (the reference). With ``"auto"`` (the default) it takes, wh
 parts allow it, faster paths that compute the same numbers:
 
 - hand-derived ELBO / IWAE gradients for MLP VAEs with a Gaussian q and a Bernoulli p
-  (``fused_elbo.py``; checked against autograd in float64);
+  (``fused_elbo.py``, its MLP stacks in ``mlp_stack.py``, the trainer's door
+  ``direct_elbo.py``; checked against autograd in float64);
 - subnormals flushed to zero on every CPU thread while training (``cpu.py``);
 - a lean log p(x|z) for importance sampling, optionally with bfloat16x3 products
   (``log_px.py``, ``bfloat16x3.py``).
@@ -23,7 +24,7 @@ from torch import nn
 
 from vaekit.accel.compile import compiled_or_eager
 from vaekit.accel.cpu import flush_denormals, retain_freed_memory
-from vaekit.accel.fused_elbo import DirectELBO
+from vaekit.accel.direct_elbo import DirectELBO
 from vaekit.accel.log_px import LeanBernoulliLogPx
 
 ACCELERATE_MODES = ("auto", "off")

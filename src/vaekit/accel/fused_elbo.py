@@ -18,10 +18,8 @@ the log-ratio:
 so particle i's decoder gradient is w_i (sigmoid(l_i) - x), ∂/∂z_i adds w_i β z_i, and the
 direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q).
 
-``DirectELBO`` skips autograd altogether and writes the gradients into the parameters' ``.grad``
-in place; the trainer takes this path through ``vaekit.accel`` when
-acceleration is on (``train.accelerate = "auto"``). benchmarks/train_step.py times it against
-autograd through the distributions.
+``direct_elbo.DirectELBO`` gives the trainer this path, and ``mlp_stack.py`` holds the trunk's
+and the decoder's forward and backward passes.
 
 Under ``torch.autocast`` (``train.precision = "bfloat16"``) the trunk's and the decoder's matrix
 products run in autocast's dtype, forward and backward, with float32 accumulation: on a CPU
@@ -38,9 +36,9 @@ paths give the same numbers for the same generator state.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
 
@@ -49,47 +47,20 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vaekit.accel.compile import compiled_or_eager
+from vaekit.accel.mlp_stack import (
+    Layer,
+    Stack,
+    backward_stack,
+    matmul_dtype,
+    parse_layers,
+    run_stack,
+)
 from vaekit.distributions.likelihoods import BernoulliLikelihood
 from vaekit.distributions.posteriors import LOG_VAR_MAX, LOG_VAR_MIN, GaussianHead
 from vaekit.distributions.priors import StandardNormalPrior
-from vaekit.models.base import Loss
 from vaekit.models.parts import NetworkDecoder, TrunkEncoder
 from vaekit.models.vae import VAE
 from vaekit.nn.mlp import MLPDecoderNet, MLPTrunk
-
-# Activations whose derivative can be read from their output y (so inputs need not be kept).
-_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
-
-
-def _activation(module: nn.Module) -> tuple[str, float] | None:
-    """(name, leaky slope) of a supported activation module, else None."""
-    if type(module) in _ACTIVATIONS:
-        return _ACTIVATIONS[type(module)], 0.0
-    if type(module) is nn.LeakyReLU and module.negative_slope > 0:
-        return "leaky_relu", float(module.negative_slope)  # sign(y) = sign(input)
-    return None
-
-
-@dataclass(frozen=True)
-class Layer:
-    linear: nn.Linear
-    activation: str | None = None  # None: no activation after this Linear
-    slope: float = 0.0  # leaky ReLU's negative slope
-
-
-def parse_layers(modules: Iterable[nn.Module]) -> list[Layer] | None:
-    """Linear (+ supported activation) pairs, or None if anything else is in the stack."""
-    layers: list[Layer] = []
-    for module in modules:
-        if isinstance(module, nn.Flatten):
-            continue
-        if type(module) is nn.Linear:
-            layers.append(Layer(module))
-        elif layers and layers[-1].activation is None and (found := _activation(module)):
-            layers[-1] = Layer(layers[-1].linear, *found)
-        else:
-            return None
-    return layers
 
 
 @dataclass(frozen=True)
@@ -218,103 +189,6 @@ def _grad_buffers(params: list[Tensor]) -> list[Tensor]:
     return grads
 
 
-def _activate(h: Tensor, layer: Layer) -> Tensor:
-    if layer.activation == "relu":
-        return h.relu_()
-    if layer.activation == "tanh":
-        return h.tanh_()
-    if layer.activation == "leaky_relu":
-        return F.leaky_relu_(h, layer.slope)
-    return h
-
-
-def _activation_backward(grad: Tensor, y: Tensor, layer: Layer) -> Tensor:
-    """The gradient before the activation, from the one after it and the activation's output y."""
-    if layer.activation == "relu":
-        return torch.ops.aten.threshold_backward(grad, y, 0)
-    if layer.activation == "tanh":
-        return torch.ops.aten.tanh_backward(grad, y)
-    if layer.activation == "leaky_relu":
-        return torch.ops.aten.leaky_relu_backward(grad, y, layer.slope, True)
-    return grad
-
-
-def matmul_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype autocast gives matrix products on ``device`` now; None outside autocast."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return None
-
-
-# A layer with fewer inputs or outputs than this keeps its products in the parameters' dtype
-# under autocast: the casts cost more than bfloat16 saves there (784-400-20 VAE, 2-core AMX
-# CPU: the 20 -> 400 decoder layer's three products took 130 µs in bfloat16, 70 in float32,
-# an exploratory timing inside the training step).
-MIN_LOW_PRECISION_WIDTH = 64
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One MLP stack's forward pass, as its backward pass needs it."""
-
-    outputs: list[Tensor]  # [h, y_1, ..., y_L]: the input, then every layer after its activation
-    # Per layer: its (input, weight) cast to the lower matmul dtype, or None (parameters' dtype)
-    casts: list[tuple[Tensor, Tensor] | None]
-
-
-def run_stack(layers: list[Layer], h: Tensor, matmul: torch.dtype | None = None) -> Stack:
-    """The stack's forward pass; its products in ``matmul`` (None: in h's dtype) for layers at
-    least ``MIN_LOW_PRECISION_WIDTH`` wide each way, the outputs in h's dtype."""
-    outputs: list[Tensor] = [h]
-    casts: list[tuple[Tensor, Tensor] | None] = []
-    for layer in layers:
-        weight, bias = layer.linear.weight, layer.linear.bias
-        if matmul is None or min(weight.shape) < MIN_LOW_PRECISION_WIDTH:
-            casts.append(None)
-            pre = torch.addmm(bias, h, weight.t())
-        else:  # float32 accumulation inside the kernel; the output is rounded to ``matmul``
-            h_low, weight_low = h.to(matmul), weight.to(matmul)
-            casts.append((h_low, weight_low))
-            pre = torch.addmm(bias.to(matmul), h_low, weight_low.t()).to(h.dtype)
-        h = _activate(pre, layer)
-        outputs.append(h)
-    return Stack(outputs, casts)
-
-
-def forward_stack(layers: list[Layer], h: Tensor) -> list[Tensor]:
-    """Outputs of every layer (after its activation), inputs first: [h, y_1, ..., y_L]."""
-    return run_stack(layers, h).outputs
-
-
-def _backward_stack(
-    layers: list[Layer],
-    stack: Stack,
-    grad: Tensor,
-    grads: list[Tensor],
-    need_input_grad: bool,
-) -> Tensor | None:
-    """Writes each layer's weight and bias gradients into ``grads`` (in layer order, two per
-    layer); returns the gradient of the stack's input when ``need_input_grad``. The products run
-    in the dtype of the forward pass's (``stack.casts``)."""
-    outputs = stack.outputs
-    for i in range(len(layers) - 1, -1, -1):
-        grad = _activation_backward(grad, outputs[i + 1], layers[i])
-        torch.sum(grad, 0, out=grads[2 * i + 1])
-        needed = i > 0 or need_input_grad
-        cast = stack.casts[i]
-        if cast is None:
-            torch.mm(grad.t(), outputs[i], out=grads[2 * i])
-            if needed:
-                grad = grad.mm(layers[i].linear.weight)
-            continue
-        h_low, weight_low = cast
-        grad_low = grad.to(weight_low.dtype)
-        grads[2 * i].copy_(torch.mm(grad_low.t(), h_low))
-        if needed:
-            grad = grad_low.mm(weight_low).to(grad.dtype)
-    return grad if need_input_grad else None
-
-
 @dataclass(frozen=True)
 class _Saved:
     """What the backward pass needs from the forward pass."""
@@ -391,7 +265,7 @@ def _backward(
         k, b = saved.weights.shape
         per_particle = (saved.weights * s).view(k, b, 1)
         grad_logits = probs.view(k, b, -1).sub_(saved.target).mul_(per_particle).view(k * b, -1)
-    grad_z = _backward_stack(plan.decoder, saved.decoder, grad_logits, grads[-n_decoder:], True)
+    grad_z = backward_stack(plan.decoder, saved.decoder, grad_logits, grads[-n_decoder:], True)
     assert grad_z is not None
     w = s * kl_weight
     if plan.dreg:
@@ -410,7 +284,7 @@ def _backward(
     grad_log_var.mul_(saved.in_range)  # the clamp passes gradients inside its range only
     h = saved.trunk.outputs[-1]
     grad_h = _heads_backward(plan, h, grad_loc, grad_log_var, grads[n_trunk : n_trunk + 4])
-    _backward_stack(plan.trunk, saved.trunk, grad_h, grads[:n_trunk], False)
+    backward_stack(plan.trunk, saved.trunk, grad_h, grads[:n_trunk], False)
 
 
 # The Gaussian head's two projections of the trunk's output h: compiled, as one product of
@@ -470,67 +344,3 @@ def _dreg_encoder_grads(
     coefficient = saved.weights.view(k, b, 1) * path_scale * w  # c_i · s · β
     grad_z = grad_z.view(k, b, -1).mul_(path_scale).addcmul_(path, coefficient)
     return grad_z.sum(0), ((grad_z * saved.eps).sum(0) * saved.scale).mul_(0.5)
-
-
-class DirectELBO:
-    """The hand-derived gradients of one ``VAE``, for the trainer: ``__call__`` is ``loss`` plus
-    the backward pass, with the gradients written into the parameters' ``.grad``.
-
-    Built once per model (``of``, None where the model's parts are not supported); k, beta and
-    the gradient estimator are read from the model at every call, so they stay live. A call
-    returns None, having drawn nothing, where this k cannot be fused (k = 1 without the
-    closed-form KL); the trainer then takes autograd.
-    """
-
-    def __init__(self, model: VAE, base: FusedELBO, *, compile: bool) -> None:
-        self.model, self.base, self.compile = model, base, compile
-        self._plans: dict[tuple[int, bool], FusedELBO] = {}
-
-    @classmethod
-    def of(cls, model: nn.Module, *, compile: bool = False) -> DirectELBO | None:
-        base = FusedELBO.of(model)
-        return None if base is None else cls(model, base, compile=compile)  # type: ignore[arg-type]
-
-    def plan(self) -> FusedELBO | None:
-        """The fused objective for the model's current k and estimator, or None."""
-        model = self.model
-        k, dreg = model.num_particles, model.gradient_estimator == "dreg"
-        if k == 1 and not model.analytic_kl:
-            return None
-        key = (k, dreg)
-        if key not in self._plans:  # one object per key: compiled, dynamo guards on it
-            self._plans[key] = replace(self.base, particles=k, dreg=dreg)
-        return self._plans[key]
-
-    def __call__(
-        self,
-        x: Tensor,
-        *,
-        kl_weight: float = 1.0,
-        generator: torch.Generator | None = None,
-        scale: float = 1.0,
-    ) -> tuple[Loss, Tensor] | None:
-        """(Loss, grads_finite) as ``VAE.loss`` defines the loss, with the gradient of ``scale``
-        × the objective in ``.grad`` (replacing what was there); ``grads_finite`` is a [] bool:
-        whether the objective and every gradient written are finite. None: not fused."""
-        plan = self.plan()
-        if plan is None:
-            return None
-        model = self.model
-        x_in = model.corrupt(x, generator)  # drawn in the order and shape ``loss`` draws them
-        shape: tuple[int, ...] = (x.shape[0], plan.loc.out_features)
-        if plan.particles > 1:
-            shape = (plan.particles, *shape)
-        eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
-        weight = model.beta * kl_weight
-        objective, recon, kl, bound, finite = plan.loss_and_grad_(
-            x_in, x, eps, weight, scale, compile=self.compile
-        )
-        metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
-        if plan.particles > 1:
-            metrics["iwae"] = bound
-        else:  # as VAE.loss reports them
-            metrics["weighted_kl"] = weight * kl
-        metrics["kl_weight"] = torch.full_like(kl, weight)
-        metrics["loss"] = objective.detach()
-        return Loss({"model": objective}, metrics), finite

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from vaekit.accel.bfloat16x3 import BFloat16x3Weight, compose, split_rows
 from vaekit.accel.compile import compiled_or_eager
-from vaekit.accel.fused_elbo import forward_stack, parse_layers
+from vaekit.accel.mlp_stack import forward_stack, parse_layers
 from vaekit.distributions.likelihoods import BernoulliLikelihood
 from vaekit.models.parts import NetworkDecoder
 from vaekit.nn.mlp import MLPDecoderNet
@@ -55,7 +55,7 @@ class LeanBernoulliLogPx:
     log p(x|z) = Σ_d x_d l_d - softplus(l_d), and Σ_d x_d l_d = h · (x W) + x · b needs no pass
     over the [k·B, C·H·W] logits: x W [B, H] is made once per batch (``bind``). Only
     Σ_d softplus(l_d) (``softplus_sum``, which also adds the bias b) is elementwise. Hidden layers
-    that fused_elbo.py can parse run with in-place activations. Same value as
+    that mlp_stack.py can parse run with in-place activations. Same value as
     ``decoder(z).log_prob(x)`` up to float rounding.
 
     ``matmul="bfloat16x3"`` takes h Wᵀ as three-term bfloat16 products (bfloat16x3.py): float32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit import plots, vector_plots
+from vaekit import plots
 from vaekit.build import build_dataset
 from vaekit.cli.common import (
     Subcommands,
@@ -26,7 +26,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         recon = run.model.reconstruct(x).cpu()
     out_path = output_path(args, run, f"reconstructions-{args.split}")
     if x.dim() == 2:  # vectors: reconstructed against true values, in the data's units
-        out = vector_plots.save_vector_reconstructions(
+        out = plots.save_vector_reconstructions(
             in_units(run, x.cpu()),
             in_units(run, recon),
             out_path,
@@ -39,8 +39,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from vaekit.experiment import read_metrics
     from vaekit.figures import render_run_figures
+    from vaekit.training.run_files import read_metrics
 
     run = load_run(args.run, device=device(args), **data_paths(args))
     dataset = build_dataset(run.config.data, run.config.train.seed)

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from vaekit import plots, vector_plots
+from vaekit import plots
 from vaekit.cli.common import (
     Subcommands,
     command,
@@ -58,7 +58,7 @@ def _impute(args: argparse.Namespace, run: Run, x: torch.Tensor) -> int:
         units = " (standardised units)" if run.standardization is not None else ""
         print(f"step {t}: mean squared error on the missing values{units} = {squared:.4g}")
     if x.dim() == 2:  # vectors: imputed against true values of the missing entries
-        out = vector_plots.save_vector_reconstructions(
+        out = plots.save_vector_reconstructions(
             in_units(run, x.cpu()),
             in_units(run, completed[-1]),
             out_path,

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from vaekit import plots, vector_plots
+from vaekit import plots
 from vaekit.build import build_dataset
 from vaekit.cli.common import (
     Subcommands,
@@ -62,7 +62,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
             ("decoded" if k == 0 else f"+{k} chain steps"): in_units(run, images[k].cpu())
             for k in chain_steps
         }
-        out = vector_plots.save_paths(paths, out_path, names=run.feature_names or None)
+        out = plots.save_paths(paths, out_path, names=run.feature_names or None)
         print(f"wrote {out}")
         return 0
     rows, labels = [], []

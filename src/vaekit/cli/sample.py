@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit import plots, vector_plots
+from vaekit import plots
 from vaekit.build import build_dataset, lookup
 from vaekit.cli.common import (
     Subcommands,
@@ -125,7 +125,7 @@ def _write_samples(
     real = dataset.train.x[:5000]
     if dataset.standardization is not None:
         real = dataset.standardization.invert(real)
-    return vector_plots.save_marginals(real, samples, out, names=run.feature_names or None)
+    return plots.save_marginals(real, samples, out, names=run.feature_names or None)
 
 
 def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator) -> int:

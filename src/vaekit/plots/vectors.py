@@ -1,10 +1,4 @@
-"""Figures for feature vectors [N, D]: reconstructions as true-against-reconstructed scatters,
-samples as real-against-generated marginal histograms, and a pair plot of four features.
-
-Each figure has a fixed layout (at most ``MAX_FEATURES`` panels of ``PANEL_INCHES``), so its PNG
-stays well under ``plots.MAX_SIDE`` pixels whatever D and N are. Values are drawn as given: pass
-them in the data's own units (``Standardization.invert``) for readable axes.
-"""
+"""Figures for feature vectors [N, D]: reconstruction scatters, marginals, pairs and paths."""
 
 from __future__ import annotations
 
@@ -18,10 +12,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from vaekit.plots import STYLE, save_figure
+from vaekit.plots.common import STYLE, save_figure
 
 __all__ = ["save_marginals", "save_pairs", "save_paths", "save_vector_reconstructions"]
 
+# Each figure has a fixed layout (at most MAX_FEATURES panels of PANEL_INCHES), so its PNG
+# stays well under images.MAX_SIDE pixels whatever D and N are. Values are drawn as given: pass
+# them in the data's own units (`Standardization.invert`) for readable axes.
 MAX_FEATURES = 8  # panels in the reconstruction and marginal figures
 PAIR_FEATURES = 4  # features in the pair plot
 PANEL_INCHES = 2.4
