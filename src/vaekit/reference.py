@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vaekit.cli import build_parser
-from vaekit.config import NON_EMPTY, RANGES, Config
+from vaekit.config import Config
+from vaekit.config_ranges import NON_EMPTY, RANGES
 from vaekit.data import DATASETS
 from vaekit.distributions import LIKELIHOODS, PRIORS
 from vaekit.models import CORRUPTIONS, MODELS

@@ -17,7 +17,8 @@ import pytest
 
 import vaekit
 from vaekit.cli import build_parser
-from vaekit.config import RANGES, Config, config_to_dict
+from vaekit.config import Config, config_to_dict
+from vaekit.config_ranges import RANGES
 from vaekit.reference import (
     FREE_TEXT,
     REGISTRIES,

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from vaekit.cli import main
-from vaekit.config import RANGES, Config, load_config
+from vaekit.config import Config, load_config
+from vaekit.config_ranges import RANGES
 
 ROOT = Path(__file__).parents[2]
 TINY = str(ROOT / "configs" / "tiny.toml")
