@@ -46,11 +46,29 @@ def test_the_run_records_its_classes_and_draws_a_row_per_class(run: Path, tmp_pa
     )
 
 
+@pytest.mark.parametrize("sampler", ["gaussian-fit", "gaussian-mixture"])  # flow: test_codes.py
+def test_samplers_fitted_to_codes_draw_the_class_asked_for(
+    run: Path, tmp_path: Path, sampler: str
+) -> None:
+    """The codes are encoded with their labels; the draws are decoded with --condition (one
+    fixed class) or a row per class, and differ between the two classes asked for."""
+    draws = {}
+    for label in (1, 7):
+        out = tmp_path / f"{sampler}-{label}.npy"
+        argv = ["sample", str(run), "--sampler", sampler, "--condition", str(label)]
+        assert main([*argv, "--format", "npy", "--num-samples", "16", "--out", str(out)]) == 0
+        draws[label] = np.load(out)
+    assert draws[1].shape == draws[7].shape == (16, 1, 8, 8)
+    assert not np.allclose(draws[1], draws[7])
+    assert main(["sample", str(run), "--sampler", sampler]) == 0  # a row per class
+    assert (run / "figures" / f"sample-{sampler}.png").is_file()
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
         (["--condition", "10"], "a class in 0..9"),
-        (["--sampler", "flow"], "a conditional model samples with --sampler prior or markov-chain"),
+        (["--condition", "-1"], "a class in 0..9"),
     ],
 )
 def test_bad_conditions_are_refused(run: Path, argv: list[str], fragment: str, capsys) -> None:

@@ -38,11 +38,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     condition = run.model.condition
     if condition is None and args.condition is not None:
         raise VaekitError("--condition applies to a conditional model (model.conditional = true)")
-    if condition is not None and cls not in (PriorSampler, MarkovChainSampler):
-        raise VaekitError(
-            f"--sampler {args.sampler} fits the codes of unlabelled training data; a conditional "
-            "model samples with --sampler prior or markov-chain"
-        )
     if cls is MarkovChainSampler:
         return _sample_chain(args, run, generator)
     for option in ("steps", "start"):
@@ -55,7 +50,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         sampler = PriorSampler(run.model, decode=args.decode)
     else:
         dataset = build_dataset(run.config.data, run.config.train.seed)
-        sampler = cls(run.model, dataset.train.x, decode=args.decode)
+        train = dataset.train  # a conditional model encodes each x with its label
+        labels_of_data = None if condition is None else train.y
+        sampler = cls(run.model, train.x, decode=args.decode, labels=labels_of_data)
     default_count = 64 if images and args.format == "png" else 1000
     labels = _sample_labels(args, run, default_count)
     count = args.num_samples or default_count if labels is None else len(labels)

@@ -9,6 +9,7 @@ from torch.distributions import MultivariateNormal
 from vaekit.distributions.sampling import draw
 from vaekit.models.base import Autoencoder
 from vaekit.samplers.base import Sampler
+from vaekit.samplers.codes import training_codes
 
 
 class PriorSampler(Sampler):
@@ -24,16 +25,21 @@ class PriorSampler(Sampler):
 class GaussianFitSampler(Sampler):
     """z ~ N(m, S) with m, S the mean and covariance of the codes E_q[z|x] of ``data``.
 
-    The usual way to sample a plain autoencoder, whose codes need not follow any prior.
+    The usual way to sample a plain autoencoder, whose codes need not follow any prior. A
+    conditional model encodes ``data`` with its ``labels`` (see ``training_codes``).
     """
 
     def __init__(
-        self, model: Autoencoder, data: Tensor, *, decode: str = "mean", batch_size: int = 1000
+        self,
+        model: Autoencoder,
+        data: Tensor,
+        *,
+        decode: str = "mean",
+        batch_size: int = 1000,
+        labels: Tensor | None = None,
     ):
         super().__init__(model, decode=decode)
-        codes = torch.cat(
-            [model.encode_mean(x.to(self.device)) for x in data.split(batch_size)]
-        ).double()  # [N, D]
+        codes = training_codes(model, data, labels=labels, batch_size=batch_size).double()
         loc = codes.mean(0)
         centred = codes - loc
         cov = centred.T @ centred / max(len(codes) - 1, 1)
@@ -60,7 +66,8 @@ class GaussianMixtureSampler(Sampler):
 
     For models whose codes are not N(0, I), the plain autoencoder and the AAE: a mixture follows
     the clusters of the aggregate posterior, which a single Gaussian smears across. The fit is
-    scikit-learn's ``GaussianMixture`` with ``seed`` as its random state.
+    scikit-learn's ``GaussianMixture`` with ``seed`` as its random state. A conditional model
+    encodes ``data`` with its ``labels`` (see ``training_codes``).
     """
 
     def __init__(
@@ -72,11 +79,12 @@ class GaussianMixtureSampler(Sampler):
         num_components: int = 10,
         seed: int = 0,
         batch_size: int = 1000,
+        labels: Tensor | None = None,
     ):
         from sklearn.mixture import GaussianMixture  # deferred: slow import
 
         super().__init__(model, decode=decode)
-        codes = torch.cat([model.encode_mean(x.to(self.device)) for x in data.split(batch_size)])
+        codes = training_codes(model, data, labels=labels, batch_size=batch_size)  # [N, D]
         mixture = GaussianMixture(
             num_components, covariance_type="full", reg_covar=1e-6, random_state=seed
         ).fit(codes.double().cpu().numpy())

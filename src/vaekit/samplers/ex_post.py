@@ -4,7 +4,9 @@ data, sampled, then decoded. Any trained model can use them, whatever its prior.
 ``FlowSampler`` fits a masked autoregressive flow (Papamakarios et al. 2017) to the standardised
 codes (per-dimension mean and standard deviation) and maps its samples back; ``TwoStageSampler``
 fits the second-stage VAE of Dai & Wipf (2019) to the same standardised codes and decodes draws
-of its prior. Both fits are seeded, so one seed gives one fit.
+of its prior. Both fits are seeded, so one seed gives one fit. A conditional model's codes are
+encoded with the labels of ``data`` (``labels``), and its samples decoded with the class asked
+for (``model.given``).
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ from vaekit.distributions.flow import MaskedAutoregressiveFlow, fit_flow
 from vaekit.distributions.two_stage import SecondStageVAE, fit_second_stage
 from vaekit.models.base import Autoencoder
 from vaekit.samplers.base import Sampler
+from vaekit.samplers.codes import training_codes
 
 
 def standardised_codes(
-    model: Autoencoder, data: Tensor, batch_size: int
+    model: Autoencoder, data: Tensor, batch_size: int, labels: Tensor | None = None
 ) -> tuple[Standardization, Tensor]:
-    """The codes E_q[z|x] of ``data`` (encoded ``batch_size`` at a time) standardised per
-    dimension, with the statistics that map samples back."""
-    device = next(model.parameters()).device
-    codes = torch.cat([model.encode_mean(x.to(device)) for x in data.split(batch_size)]).float()
+    """The codes E_q[z|x] of ``data`` (``training_codes``) standardised per dimension, with the
+    statistics that map samples back."""
+    codes = training_codes(model, data, labels=labels, batch_size=batch_size).float()
     scaling = Standardization.fit(codes)
     return scaling, scaling.apply(codes)
 
@@ -45,9 +47,10 @@ class FlowSampler(Sampler):
         steps: int = 2000,
         seed: int = 0,
         batch_size: int = 1000,
+        labels: Tensor | None = None,
     ):
         super().__init__(model, decode=decode)
-        self.scaling, codes = standardised_codes(model, data, batch_size)
+        self.scaling, codes = standardised_codes(model, data, batch_size, labels)
         self.flow: MaskedAutoregressiveFlow = fit_flow(
             codes, num_layers=num_layers, hidden=hidden, steps=steps, seed=seed
         )
@@ -84,9 +87,10 @@ class TwoStageSampler(Sampler):
         final_lr: float = 1e-4,
         seed: int = 0,
         batch_size: int = 1000,
+        labels: Tensor | None = None,
     ):
         super().__init__(model, decode=decode)
-        self.scaling, codes = standardised_codes(model, data, batch_size)
+        self.scaling, codes = standardised_codes(model, data, batch_size, labels)
         self.second_stage: SecondStageVAE = fit_second_stage(
             codes,
             latent_dim=latent_dim,
