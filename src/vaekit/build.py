@@ -260,12 +260,6 @@ def _condition(cfg: ModelConfig, num_classes: int | None) -> Condition | None:
             "model.conditional = true needs class labels: train on a labelled dataset (digits, "
             "mnist, an image folder of class folders, a table with data.label_column)"
         )
-    if not MODELS[cfg.kind][0].prior_matched:
-        raise ConfigError(
-            f"model.conditional = true needs a model sampled from its prior; model kind "
-            f"{cfg.kind!r} is sampled through a fit of its codes, which has no classes: use "
-            'model.kind = "vae" or "aae"'
-        )
     for name, differs in (
         ("prior", cfg.prior == "vamp"),
         ("stochastic_layers", cfg.stochastic_layers != 1),

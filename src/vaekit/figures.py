@@ -18,10 +18,11 @@ from vaekit.samplers import GaussianFitSampler, PriorSampler, Sampler
 
 
 def default_sampler(model: Autoencoder, dataset: Dataset) -> Sampler:
-    """Prior sampling for models trained towards a prior; a Gaussian fit of codes for plain AEs."""
+    """Prior sampling for models trained towards a prior; a Gaussian fit of codes for plain AEs
+    (a conditional one encodes the training data with their labels)."""
     if model.prior_matched:
         return PriorSampler(model)
-    return GaussianFitSampler(model, dataset.train.x)
+    return GaussianFitSampler(model, dataset.train.x, labels=dataset.train.y)
 
 
 @torch.no_grad()
