@@ -66,7 +66,6 @@ def test_labelled_batches_condition_each_batch_on_its_own_labels() -> None:
 @pytest.mark.parametrize(
     ("overrides", "error", "fragment"),
     [
-        ({"kind": "ae"}, ConfigError, "sampled from its prior"),
         ({"prior": "vamp"}, ConfigError, "model.prior = 'vamp'"),
         ({"stochastic_layers": 2}, ConfigError, "model.stochastic_layers = 2"),
         ({}, DataError, "needs class labels"),
