@@ -107,6 +107,45 @@ def test_iwae_bound_and_gradients_equal_autograds(
     _assert_same(direct, _autograd(model, x, kl_weight=0.7))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"bound": "miwae", "bound_groups": 3, "num_particles": 2},
+        {"bound": "miwae", "bound_groups": 4, "num_particles": 1},  # M groups of one: the ELBO x M
+        {"bound": "ciwae", "num_particles": 5, "ciwae_beta": 0.3},
+        {"bound": "ciwae", "num_particles": 3, "ciwae_beta": 1.0},  # the ELBO, Monte Carlo KL
+    ],
+)
+@pytest.mark.parametrize("beta", [1.0, 0.6])
+def test_miwae_and_ciwae_bounds_and_gradients_equal_autograds(change: dict, beta: float) -> None:
+    """The same loss, metrics (in VAE.loss's order) and gradients as the distributions path, in
+    float64, where the two bounds differ from IWAE only in the particles' weights."""
+    model = _model(activation="tanh", beta=beta, corruption="masking", **change)
+    x = torch.bernoulli(torch.rand(6, *SHAPE, dtype=torch.float64))
+    direct = accel.direct_gradients(model)
+    assert direct is not None and direct.plan() is not None
+    ours = _direct(model, x, 0.7, direct=direct)
+    assert list(ours[0].metrics) == [
+        "recon",
+        "kl",
+        "elbo",
+        "iwae",
+        change["bound"],
+        "loss",
+        "kl_weight",
+    ]
+    _assert_same(ours, _autograd(model, x, kl_weight=0.7))
+
+
+def test_piwae_and_single_particle_bounds_take_autograd() -> None:
+    """PIWAE trains the encoder and the decoder on two bounds (two sets of weights), and one
+    particle of MIWAE or CIWAE has no closed-form KL: both stay on the distributions path."""
+    assert DirectELBO.of(_model(bound="piwae", bound_groups=2, num_particles=2)) is None
+    for bound in ("miwae", "ciwae"):
+        direct = accel.direct_gradients(_model(bound=bound, num_particles=1))
+        assert direct is not None and direct.plan() is None
+
+
 @pytest.mark.parametrize(("particles", "beta"), [(1, 1.0), (1, 0.4), (4, 1.0), (4, 2.5)])
 def test_dreg_loss_and_gradients_equal_autograds(particles: int, beta: float) -> None:
     model = _model(

@@ -1,4 +1,4 @@
-"""``DirectELBO``: the trainer's fused ELBO / IWAE step of one ``VAE``, gradients in place.
+"""``DirectELBO``: the trainer's fused ELBO / IWAE / MIWAE / CIWAE step of one ``VAE``.
 
 It skips autograd altogether and writes the gradients of ``fused_elbo.FusedELBO`` into the
 parameters' ``.grad`` in place; the trainer takes this path through ``vaekit.accel`` when
@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from vaekit.accel.fused_elbo import FusedELBO
+from vaekit.accel.fused_elbo import FUSED_BOUNDS, FusedELBO
 from vaekit.models.base import Loss
 from vaekit.models.vae import VAE
 
@@ -30,7 +30,7 @@ class DirectELBO:
 
     def __init__(self, model: VAE, base: FusedELBO, *, compile: bool) -> None:
         self.model, self.base, self.compile = model, base, compile
-        self._plans: dict[tuple[int, bool], FusedELBO] = {}
+        self._plans: dict[tuple[int, bool, str, int, float], FusedELBO] = {}
 
     @classmethod
     def of(cls, model: nn.Module, *, compile: bool = False) -> DirectELBO | None:
@@ -40,12 +40,21 @@ class DirectELBO:
     def plan(self) -> FusedELBO | None:
         """The fused objective for the model's current k and estimator, or None."""
         model = self.model
-        k, dreg = model.num_particles, model.gradient_estimator == "dreg"
-        if k == 1 and not model.analytic_kl:
+        k, dreg = model.num_particles * model.bound_groups, model.gradient_estimator == "dreg"
+        if model.bound not in FUSED_BOUNDS:
             return None
-        key = (k, dreg)
+        if k == 1 and (not model.analytic_kl or model.bound != "iwae"):
+            return None  # one particle without the closed-form KL: autograd
+        key = (k, dreg, model.bound, model.bound_groups, model.ciwae_beta)
         if key not in self._plans:  # one object per key: compiled, dynamo guards on it
-            self._plans[key] = replace(self.base, particles=k, dreg=dreg)
+            self._plans[key] = replace(
+                self.base,
+                particles=k,
+                dreg=dreg,
+                bound=model.bound,
+                groups=model.bound_groups,
+                ciwae_beta=model.ciwae_beta,
+            )
         return self._plans[key]
 
     def __call__(
@@ -69,12 +78,16 @@ class DirectELBO:
             shape = (plan.particles, *shape)
         eps = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
         weight = model.beta * kl_weight
-        objective, recon, kl, bound, finite = plan.loss_and_grad_(
+        objective, recon, kl, bounds, finite = plan.loss_and_grad_(
             x_in, x, eps, weight, scale, compile=self.compile
         )
         metrics = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+        if plan.bound != "iwae":  # as VAE.loss reports the other bounds, in its order
+            metrics |= {"iwae": bounds[0], plan.bound: bounds[1], "loss": objective.detach()}
+            metrics["kl_weight"] = torch.full_like(kl, weight)
+            return Loss({"model": objective}, metrics), finite
         if plan.particles > 1:
-            metrics["iwae"] = bound
+            metrics["iwae"] = bounds[0]
         else:  # as VAE.loss reports them
             metrics["weighted_kl"] = weight * kl
         metrics["kl_weight"] = torch.full_like(kl, weight)

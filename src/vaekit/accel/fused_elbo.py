@@ -16,7 +16,10 @@ the log-ratio:
     objective = -(logsumexp_i a_i - log k),  ∂objective/∂a_i = -w_i,  w = softmax(a)
 
 so particle i's decoder gradient is w_i (sigmoid(l_i) - x), ∂/∂z_i adds w_i β z_i, and the
-direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q).
+direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q). The
+MIWAE and CIWAE bounds (Rainforth et al. 2018) differ only in w, which still sums to 1 over the
+particles of a datapoint (``_bound``); PIWAE, whose encoder and decoder follow two bounds,
+trains through autograd.
 
 ``direct_elbo.DirectELBO`` gives the trainer this path, and ``mlp_stack.py`` holds the trunk's
 and the decoder's forward and backward passes.
@@ -62,6 +65,9 @@ from vaekit.models.parts import NetworkDecoder, TrunkEncoder
 from vaekit.models.vae import VAE
 from vaekit.nn.mlp import MLPDecoderNet, MLPTrunk
 
+# The bounds with one set of weights for the encoder and the decoder (PIWAE has two: autograd).
+FUSED_BOUNDS = ("iwae", "miwae", "ciwae")
+
 
 @dataclass(frozen=True)
 class FusedELBO:
@@ -71,8 +77,11 @@ class FusedELBO:
     loc: nn.Linear
     log_var: nn.Linear
     decoder: list[Layer]
-    particles: int = 1  # k: 1 is the ELBO with the closed-form KL, k > 1 the IWAE bound
+    particles: int = 1  # k: 1 is the ELBO with the closed-form KL, k > 1 a multi-sample bound
     dreg: bool = False  # the encoder takes the doubly reparameterised gradient (see _backward)
+    bound: str = "iwae"  # k > 1: "iwae", "miwae" (M groups of k / M) or "ciwae" (see _bound)
+    groups: int = 1  # M, for "miwae"
+    ciwae_beta: float = 0.5  # c, for "ciwae"
 
     @classmethod
     def of(cls, model: nn.Module) -> FusedELBO | None:
@@ -81,7 +90,7 @@ class FusedELBO:
         supported layers, and a standard normal prior."""
         if not isinstance(model, VAE) or type(model.prior) is not StandardNormalPrior:
             return None
-        if model.bound != "iwae":  # MIWAE, CIWAE and PIWAE train through autograd
+        if model.bound not in FUSED_BOUNDS:
             return None
         encoder, decoder = model.encoder, model.decoder
         if not (isinstance(encoder, TrunkEncoder) and isinstance(decoder, NetworkDecoder)):
@@ -116,15 +125,16 @@ class FusedELBO:
         *,
         compile: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(objective, recon, kl, bound, finite) without autograd: the scalar objective (k = 1:
-        the batch mean of recon + kl_weight · KL; k > 1: minus the IWAE bound with kl_weight on
+        """(objective, recon, kl, bounds, finite) without autograd: the scalar objective (k = 1:
+        the batch mean of recon + kl_weight · KL; k > 1: minus the plan's bound with kl_weight on
         log p(z) - log q(z|x)), the detached batch means of -log p(x|z), of the KL (k > 1: its
-        one-sample estimate log q - log p, averaged over particles) and of the bound (k = 1: the
-        ELBO); ``x_in`` is the encoder input (corrupted for a denoising model), ``x`` the scored
-        target, ``eps`` the noise, [B, D] or [k, B, D]. The gradient of
-        ``scale · objective`` written into every parameter's ``.grad``, replacing what was there;
-        last, a [] bool: whether the objective and all those gradients are finite (``Loss``'s
-        ``grads_finite``; compiled, the test fuses into the kernels that write them).
+        one-sample estimate log q - log p, averaged over particles) and [2] of the IWAE bound and
+        the plan's bound, without the KL weight (k = 1: the ELBO, twice); ``x_in`` is the
+        encoder input (corrupted for a denoising model), ``x`` the scored target, ``eps`` the
+        noise, [B, D] or [k, B, D]. The gradient of ``scale · objective`` written into every
+        parameter's ``.grad``, replacing what was there; last, a [] bool: whether the objective
+        and all those gradients are finite (``Loss``'s ``grads_finite``; compiled, the test fuses
+        into the kernels that write them).
 
         Existing contiguous gradients are overwritten in place (``out=``), so a training loop that
         calls this every step allocates no gradient memory after the first. Under
@@ -159,14 +169,14 @@ def _values_and_grads(
     matmul: torch.dtype | None,
     grads: list[Tensor],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(objective, recon, kl, bound, finite), with the gradients of s · B · objective written
+    """(objective, recon, kl, bounds, finite), with the gradients of s · B · objective written
     into ``grads``: the body of ``FusedELBO.loss_and_grad_``, eager or compiled."""
-    objective, recon, kl, bound, saved = _forward(plan, x_in, x, eps, kl_weight, matmul)
+    objective, recon, kl, bounds, saved = _forward(plan, x_in, x, eps, kl_weight, matmul)
     _backward(plan, saved, s, kl_weight, grads)
     # NaN and infinities survive a sum. Per gradient, not over their flat buffer: compiled, each
     # sum fuses into the kernel writing that gradient, where the flat one re-read them all.
     total = objective + sum(g.sum() for g in grads)
-    return objective, recon, kl, bound, torch.isfinite(total)
+    return objective, recon, kl, bounds, torch.isfinite(total)
 
 
 @cache
@@ -212,7 +222,7 @@ def _forward(
     kl_weight: float | Tensor,
     matmul: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, _Saved]:
-    """(objective, recon, KL, bound, saved tensors) of one batch; see ``loss_and_grad_``.
+    """(objective, recon, KL, bounds, saved tensors) of one batch; see ``loss_and_grad_``.
     ``matmul``: the dtype of the trunk's and decoder's products (None: the parameters')."""
     b = x.shape[0]
     target = x.reshape(b, -1)
@@ -233,19 +243,44 @@ def _forward(
         kl = 0.5 * (loc * loc + variance - log_var - 1).sum()
         objective = (recon + kl_weight * kl) / b
         saved = _Saved(target, eps, loc, scale, variance, in_range, None, *stacks)
-        return objective, recon / b, kl / b, -(recon + kl) / b, saved
+        elbo = -(recon + kl) / b
+        return objective, recon / b, kl / b, torch.stack([elbo, elbo]), saved
     k = plan.particles
     logits = decoder_stack.outputs[-1].view(k, b, -1)
     log_px = torch.einsum("kbp,bp->kb", logits, target) - F.softplus(logits).sum(-1)  # [k, B]
     # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²), summed over D (the log 2π terms cancel)
     log_ratio = 0.5 * ((eps * eps - z * z).sum(-1) + log_var.sum(-1))  # [k, B]
     log_weights = log_px + kl_weight * log_ratio
-    log_k = math.log(k)
-    objective = -(torch.logsumexp(log_weights, 0) - log_k).mean()
-    bound = (torch.logsumexp(log_px + log_ratio, 0) - log_k).mean()
-    weights = torch.softmax(log_weights, 0)
+    objective, weights = _bound(plan, log_weights)
+    plain = log_px + log_ratio  # the bounds reported: without the KL weight
+    iwae = (torch.logsumexp(plain, 0) - math.log(k)).mean()
+    bounds = torch.stack([iwae, iwae if plan.bound == "iwae" else _bound(plan, plain)[0]])
     saved = _Saved(target, eps, loc, scale, variance, in_range, weights, *stacks)
-    return objective, -log_px.mean(), -log_ratio.mean(), bound, saved
+    return -objective, -log_px.mean(), -log_ratio.mean(), bounds, saved
+
+
+def _bound(plan: FusedELBO, log_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """The batch mean of the plan's bound from log weights a [k, B], and its weights
+    w = B · ∂bound/∂a [k, B] (Σ_i w_ib = 1 for each datapoint b):
+
+        IWAE   log (1/k) Σ_i e^a_i                       w = softmax(a)
+        MIWAE  (1/M) Σ_m log (1/K) Σ_{i in group m} e^a_i    w = softmax within the group / M
+        CIWAE  c (1/k) Σ_i a_i + (1 - c) IWAE            w = c / k + (1 - c) softmax(a)
+
+    (Rainforth et al. 2018; K = k / M; the groups are consecutive runs of K particles, as
+    ``models.vae.multi_sample_bounds`` lays them out.)"""
+    k, b = log_weights.shape
+    if plan.bound == "miwae":
+        grouped = log_weights.view(plan.groups, k // plan.groups, b)  # [M, K, B]
+        bound = (torch.logsumexp(grouped, 1) - math.log(k // plan.groups)).mean()
+        return bound, (torch.softmax(grouped, 1) / plan.groups).view(k, b)
+    iwae = torch.logsumexp(log_weights, 0) - math.log(k)  # [B]
+    weights = torch.softmax(log_weights, 0)
+    if plan.bound == "ciwae":
+        c = plan.ciwae_beta
+        bound = (c * log_weights.mean(0) + (1 - c) * iwae).mean()
+        return bound, weights.mul_(1 - c).add_(c / k)
+    return iwae.mean(), weights
 
 
 def _backward(
