@@ -188,15 +188,17 @@ def _check_same_settings(run: RunDir, config: Config) -> None:
 
 
 def _figure_data(data: TrainingData, sample: torch.Tensor) -> Dataset:
-    """A small in-memory Dataset for the run's figures: the data where they are in memory (the
-    validation labels colour the latent map), else the first training batch."""
+    """A small in-memory Dataset for the run's figures: the data where they are in memory, with
+    their labels (which colour the latent map, and condition a conditional model), else the
+    first training batch."""
     val, train = data.val, data.train
     if isinstance(val, InMemory):
-        y = None if val.y is None else val.y[:5000]
-        figure_split = Split(val.x[:5000], y)
+        figure_split = _first(val)
+    elif isinstance(train, InMemory) and train.y is not None:
+        figure_split = _first(train)  # labelled: a conditional model can draw them
     else:
         figure_split = Split(sample)
-    train_split = Split(train.x[:5000]) if isinstance(train, InMemory) else Split(sample)
+    train_split = _first(train) if isinstance(train, InMemory) else Split(sample)
     return Dataset(
         name=PYTHON_DATA,
         train=train_split,
@@ -206,3 +208,8 @@ def _figure_data(data: TrainingData, sample: torch.Tensor) -> Dataset:
         binarize=data.binarize,
         identity="",
     )
+
+
+def _first(source: InMemory) -> Split:
+    """The first 5,000 datapoints of ``source`` and their labels, if any."""
+    return Split(source.x[:5000], None if source.y is None else source.y[:5000])

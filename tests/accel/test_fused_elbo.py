@@ -111,7 +111,7 @@ def test_iwae_bound_and_gradients_equal_autograds(
     "change",
     [
         {"bound": "miwae", "bound_groups": 3, "num_particles": 2},
-        {"bound": "miwae", "bound_groups": 4, "num_particles": 1},  # M groups of one: the ELBO x M
+        {"bound": "miwae", "bound_groups": 4, "num_particles": 1},  # M one-sample ELBOs, averaged
         {"bound": "ciwae", "num_particles": 5, "ciwae_beta": 0.3},
         {"bound": "ciwae", "num_particles": 3, "ciwae_beta": 1.0},  # the ELBO, Monte Carlo KL
     ],
@@ -135,6 +135,25 @@ def test_miwae_and_ciwae_bounds_and_gradients_equal_autograds(change: dict, beta
         "kl_weight",
     ]
     _assert_same(ours, _autograd(model, x, kl_weight=0.7))
+
+
+def test_settings_a_bound_ignores_stay_ignored_when_changed_live() -> None:
+    """VAE.loss reads M for the bounds other than IWAE, c for CIWAE only and DReG for IWAE
+    only: set live, the direct path reads them as it does, and the two paths agree."""
+    x = torch.bernoulli(torch.rand(6, *SHAPE, dtype=torch.float64))
+    for bound, change in (
+        ("iwae", {"bound_groups": 3}),
+        ("iwae", {"ciwae_beta": 0.2}),
+        ("miwae", {"gradient_estimator": "dreg", "ciwae_beta": 0.2}),
+        ("ciwae", {"gradient_estimator": "dreg", "bound_groups": 3}),
+    ):
+        groups = 2 if bound == "miwae" else 1
+        model = _model(activation="tanh", bound=bound, bound_groups=groups, num_particles=3)
+        direct = accel.direct_gradients(model)
+        assert direct is not None
+        for name, value in change.items():
+            setattr(model, name, value)
+        _assert_same(_direct(model, x, 0.9, direct=direct), _autograd(model, x, kl_weight=0.9))
 
 
 def test_piwae_and_single_particle_bounds_take_autograd() -> None:

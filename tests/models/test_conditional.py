@@ -106,6 +106,21 @@ def test_class_conditional_digits_are_recognised_as_their_class() -> None:
         assert accuracy > 0.8, accuracy
 
 
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_fit_draws_a_conditional_models_figures_with_the_labels(tmp_path, kind: str) -> None:
+    """vaekit.fit(..., out=...) without validation data: the figures (samples for each class,
+    from the prior or from the fit of the codes, and reconstructions) use the labels."""
+    x, y = torch.rand(60, 1, 8, 8), torch.arange(60) % 3
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind=kind, latent_dim=2, hidden=(16,), conditional=True)
+    if kind == "ae":
+        cfg = dataclasses.replace(cfg, beta=1.0)
+    model = build_model(cfg, (1, 8, 8), num_classes=3)
+    vaekit.fit(model, (x, y), out=tmp_path / "run", epochs=1, batch_size=20, progress=False)
+    for name in ("samples.png", "reconstructions.png"):
+        assert (tmp_path / "run" / name).is_file()
+
+
 def test_labels_outside_the_models_classes_are_refused_before_training() -> None:
     model = build_model(
         ModelConfig(latent_dim=2, hidden=(8,), conditional=True), (4,), num_classes=3

@@ -43,11 +43,22 @@ def test_each_datapoint_is_encoded_with_its_own_label() -> None:
     assert not torch.allclose(codes, other)  # the labels matter
 
 
+def test_vectors_condition_the_codes_as_labels_do() -> None:
+    """y may be any vector per datapoint: one-hot vectors give the codes of their labels."""
+    model = conditional_model()
+    x, y = torch.rand(12, 6), torch.arange(12) % 3
+    vectors = torch.nn.functional.one_hot(y, 3).float()
+    torch.testing.assert_close(
+        training_codes(model, x, labels=vectors, batch_size=5),
+        training_codes(model, x, labels=y, batch_size=5),
+    )
+
+
 def test_labels_are_required_and_must_match_the_data() -> None:
     model = conditional_model()
-    with pytest.raises(ConfigError, match="no labels"):
+    with pytest.raises(ConfigError, match="without labels: give the labels"):
         training_codes(model, torch.rand(4, 6))
-    with pytest.raises(ValueError, match="3 labels for 4 datapoints"):
+    with pytest.raises(ValueError, match="labels has 3 rows but data has 4"):
         training_codes(model, torch.rand(4, 6), labels=torch.tensor([0, 1, 2]))
 
 

@@ -114,7 +114,30 @@ def test_a_conditional_autoencoder_samples_each_class_from_a_fit_of_its_codes(
     evaluated = ["evaluate", str(out), "--metrics", "sample-quality", "--num-samples", "200"]
     assert main([*evaluated, "--quiet"]) == 0
     report = json.loads((out / "evaluation.json").read_text())
-    assert "conditional_accuracy" in json.dumps(report)
+    quality = report["metrics"]["sample-quality"]
+    assert quality["sampler"] == "GaussianFitSampler"
+    assert 0 <= quality["conditional_accuracy"] <= 1
+
+
+def test_a_code_fit_needs_the_training_labels(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Data streamed without labels at sampling time: one error line, and the way out."""
+    import dataclasses
+
+    import vaekit.cli.sample
+
+    real = vaekit.cli.sample.build_dataset
+
+    def without_labels(*args: object, **kwargs: object):
+        dataset = real(*args, **kwargs)
+        return dataclasses.replace(dataset, train=dataclasses.replace(dataset.train, y=None))
+
+    monkeypatch.setattr(vaekit.cli.sample, "build_dataset", without_labels)
+    assert main(["sample", str(run), "--sampler", "flow"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaekit: error: --sampler flow fits the codes") and "Traceback" not in err
+    assert "use --sampler prior or markov-chain" in err
 
 
 def test_conditions_that_cannot_be_met_are_refused_before_a_run_exists(

@@ -22,10 +22,11 @@ class DirectELBO:
     """The hand-derived gradients of one ``VAE``, for the trainer: ``__call__`` is ``loss`` plus
     the backward pass, with the gradients written into the parameters' ``.grad``.
 
-    Built once per model (``of``, None where the model's parts are not supported); k, beta and
-    the gradient estimator are read from the model at every call, so they stay live. A call
-    returns None, having drawn nothing, where this k cannot be fused (k = 1 without the
-    closed-form KL); the trainer then takes autograd.
+    Built once per model (``of``, None where the model's parts are not supported); k, beta, the
+    bound and the gradient estimator are read from the model at every call, so they stay live.
+    A call returns None, having drawn nothing, where they cannot be fused (one particle without
+    the closed-form KL: k = 1 with ``analytic_kl`` off, or a one-particle MIWAE or CIWAE; PIWAE);
+    the trainer then takes autograd.
     """
 
     def __init__(self, model: VAE, base: FusedELBO, *, compile: bool) -> None:
@@ -38,22 +39,21 @@ class DirectELBO:
         return None if base is None else cls(model, base, compile=compile)  # type: ignore[arg-type]
 
     def plan(self) -> FusedELBO | None:
-        """The fused objective for the model's current k and estimator, or None."""
-        model = self.model
-        k, dreg = model.num_particles * model.bound_groups, model.gradient_estimator == "dreg"
-        if model.bound not in FUSED_BOUNDS:
+        """The fused objective for the model's current k, bound and estimator, or None."""
+        model, bound = self.model, self.model.bound
+        if bound not in FUSED_BOUNDS:
             return None
-        if k == 1 and (not model.analytic_kl or model.bound != "iwae"):
-            return None  # one particle without the closed-form KL: autograd
-        key = (k, dreg, model.bound, model.bound_groups, model.ciwae_beta)
+        # As VAE.loss reads them: M not for IWAE, c for CIWAE only, DReG for IWAE only
+        groups = model.bound_groups if bound != "iwae" else 1
+        ciwae_beta = model.ciwae_beta if bound == "ciwae" else 0.5
+        dreg = bound == "iwae" and model.gradient_estimator == "dreg"
+        k = model.num_particles * groups
+        if k == 1 and (bound != "iwae" or not model.analytic_kl):
+            return None  # one particle, and the objective has no closed-form KL: autograd
+        key = (k, dreg, bound, groups, ciwae_beta)
         if key not in self._plans:  # one object per key: compiled, dynamo guards on it
             self._plans[key] = replace(
-                self.base,
-                particles=k,
-                dreg=dreg,
-                bound=model.bound,
-                groups=model.bound_groups,
-                ciwae_beta=model.ciwae_beta,
+                self.base, particles=k, dreg=dreg, bound=bound, groups=groups, ciwae_beta=ciwae_beta
             )
         return self._plans[key]
 

@@ -18,7 +18,7 @@ the log-ratio:
 so particle i's decoder gradient is w_i (sigmoid(l_i) - x), ∂/∂z_i adds w_i β z_i, and the
 direct term of log σ² is -½ β Σ_i w_i = -½ β (ε held fixed: the reparameterised log q). The
 MIWAE and CIWAE bounds (Rainforth et al. 2018) differ only in w, which still sums to 1 over the
-particles of a datapoint (``_bound``); PIWAE, whose encoder and decoder follow two bounds,
+particles of a datapoint (``bound_weights.py``); PIWAE, whose encoder and decoder follow two bounds,
 trains through autograd.
 
 ``direct_elbo.DirectELBO`` gives the trainer this path, and ``mlp_stack.py`` holds the trunk's
@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from vaekit.accel.bound_weights import particle_weights
 from vaekit.accel.compile import compiled_or_eager
 from vaekit.accel.mlp_stack import (
     Layer,
@@ -62,7 +63,7 @@ from vaekit.distributions.likelihoods import BernoulliLikelihood
 from vaekit.distributions.posteriors import LOG_VAR_MAX, LOG_VAR_MIN, GaussianHead
 from vaekit.distributions.priors import StandardNormalPrior
 from vaekit.models.parts import NetworkDecoder, TrunkEncoder
-from vaekit.models.vae import VAE
+from vaekit.models.vae import VAE, multi_sample_bounds
 from vaekit.nn.mlp import MLPDecoderNet, MLPTrunk
 
 # The bounds with one set of weights for the encoder and the decoder (PIWAE has two: autograd).
@@ -79,7 +80,9 @@ class FusedELBO:
     decoder: list[Layer]
     particles: int = 1  # k: 1 is the ELBO with the closed-form KL, k > 1 a multi-sample bound
     dreg: bool = False  # the encoder takes the doubly reparameterised gradient (see _backward)
-    bound: str = "iwae"  # k > 1: "iwae", "miwae" (M groups of k / M) or "ciwae" (see _bound)
+    bound: str = (
+        "iwae"  # k > 1: "iwae", "miwae" (M groups of k / M) or "ciwae" (see bound_weights.py)
+    )
     groups: int = 1  # M, for "miwae"
     ciwae_beta: float = 0.5  # c, for "ciwae"
 
@@ -251,36 +254,20 @@ def _forward(
     # log p(z) - log q(z|x) = ½ (ε² - z² + log σ²), summed over D (the log 2π terms cancel)
     log_ratio = 0.5 * ((eps * eps - z * z).sum(-1) + log_var.sum(-1))  # [k, B]
     log_weights = log_px + kl_weight * log_ratio
-    objective, weights = _bound(plan, log_weights)
     plain = log_px + log_ratio  # the bounds reported: without the KL weight
-    iwae = (torch.logsumexp(plain, 0) - math.log(k)).mean()
-    bounds = torch.stack([iwae, iwae if plan.bound == "iwae" else _bound(plan, plain)[0]])
+    log_k = math.log(k)
+    iwae = (torch.logsumexp(plain, 0) - log_k).mean()
+    if plan.bound == "iwae":
+        objective = -(torch.logsumexp(log_weights, 0) - log_k).mean()
+        bounds = torch.stack([iwae, iwae])
+    else:  # MIWAE or CIWAE: the bounds as VAE.loss computes them
+        bound = partial(multi_sample_bounds, groups=plan.groups, particles=k // plan.groups)
+        objective = -bound(log_weights, ciwae_beta=plan.ciwae_beta)[plan.bound].mean()
+        trained = bound(plain, ciwae_beta=plan.ciwae_beta)[plan.bound].mean()
+        bounds = torch.stack([iwae, trained])
+    weights = particle_weights(log_weights, plan.bound, plan.groups, plan.ciwae_beta)
     saved = _Saved(target, eps, loc, scale, variance, in_range, weights, *stacks)
-    return -objective, -log_px.mean(), -log_ratio.mean(), bounds, saved
-
-
-def _bound(plan: FusedELBO, log_weights: Tensor) -> tuple[Tensor, Tensor]:
-    """The batch mean of the plan's bound from log weights a [k, B], and its weights
-    w = B · ∂bound/∂a [k, B] (Σ_i w_ib = 1 for each datapoint b):
-
-        IWAE   log (1/k) Σ_i e^a_i                       w = softmax(a)
-        MIWAE  (1/M) Σ_m log (1/K) Σ_{i in group m} e^a_i    w = softmax within the group / M
-        CIWAE  c (1/k) Σ_i a_i + (1 - c) IWAE            w = c / k + (1 - c) softmax(a)
-
-    (Rainforth et al. 2018; K = k / M; the groups are consecutive runs of K particles, as
-    ``models.vae.multi_sample_bounds`` lays them out.)"""
-    k, b = log_weights.shape
-    if plan.bound == "miwae":
-        grouped = log_weights.view(plan.groups, k // plan.groups, b)  # [M, K, B]
-        bound = (torch.logsumexp(grouped, 1) - math.log(k // plan.groups)).mean()
-        return bound, (torch.softmax(grouped, 1) / plan.groups).view(k, b)
-    iwae = torch.logsumexp(log_weights, 0) - math.log(k)  # [B]
-    weights = torch.softmax(log_weights, 0)
-    if plan.bound == "ciwae":
-        c = plan.ciwae_beta
-        bound = (c * log_weights.mean(0) + (1 - c) * iwae).mean()
-        return bound, weights.mul_(1 - c).add_(c / k)
-    return iwae.mean(), weights
+    return objective, -log_px.mean(), -log_ratio.mean(), bounds, saved
 
 
 def _backward(

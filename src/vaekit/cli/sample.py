@@ -50,9 +50,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         sampler = PriorSampler(run.model, decode=args.decode)
     else:
         dataset = build_dataset(run.config.data, run.config.train.seed)
-        train = dataset.train  # a conditional model encodes each x with its label
-        labels_of_data = None if condition is None else train.y
-        sampler = cls(run.model, train.x, decode=args.decode, labels=labels_of_data)
+        if condition is not None and dataset.train.y is None:
+            raise VaekitError(
+                f"--sampler {args.sampler} fits the codes of the training data, which a "
+                "conditional model encodes with their labels, but here the data are streamed "
+                "from disk without labels (data.in_memory = 'auto' found too little memory): "
+                "sample where they fit in memory, or use --sampler prior or markov-chain"
+            )
+        # a conditional model encodes each x with its label; other models ignore the labels
+        sampler = cls(run.model, dataset.train.x, decode=args.decode, labels=dataset.train.y)
     default_count = 64 if images and args.format == "png" else 1000
     labels = _sample_labels(args, run, default_count)
     count = args.num_samples or default_count if labels is None else len(labels)

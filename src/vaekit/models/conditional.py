@@ -121,7 +121,11 @@ def labels_for(model: Autoencoder, y: Tensor | None) -> Tensor | None:
     if model.condition is None:
         return None
     if y is None:
-        raise ConfigError("this model is conditional and these data have no labels to give it")
+        raise ConfigError(
+            "this model is conditional and these data come without labels: give the labels of "
+            "the data (labels=... in Python; on the command line, a labelled dataset held in "
+            "memory, data.in_memory = true)"
+        )
     return y
 
 

@@ -16,7 +16,8 @@ def training_codes(
     """The codes E_q[z|x] [N, D] of ``data`` [N, ...], encoded ``batch_size`` at a time on the
     model's device.
 
-    A conditional model encodes each x with its own label (``labels`` [N], required for it), so
+    A conditional model encodes each x with its own label (``labels``: class labels [N] or
+    vectors [N, dim], required for it), so
     the fitted density is that of the codes the model learned across classes; its samples are
     then decoded with whichever class is asked for (``model.given``). An unconditional model
     ignores ``labels``.
@@ -24,6 +25,8 @@ def training_codes(
     device = next(model.parameters()).device
     y = labels_for(model, labels)
     if y is not None and len(y) != len(data):
-        raise ValueError(f"{len(y)} labels for {len(data)} datapoints")
+        raise ValueError(
+            f"labels has {len(y)} rows but data has {len(data)}: give one label per datapoint"
+        )
     batches = labelled_batches(model, data, y, batch_size)
     return torch.cat([model.encode_mean(x.to(device)) for x in batches])
