@@ -17,6 +17,8 @@ also writes it there).
     python -m benchmarks.train_step --blocks 10
     python -m benchmarks.train_step --config configs/iwae-paper-vae.toml --particles 5 \
         --batch-size 100 --threads 1 --warmup-steps 20 --block-steps 20 --blocks 4 --with-dreg
+    python -m benchmarks.train_step --config configs/iwae-paper-vae.toml --particles 8 \
+        --set "model.bound='miwae'" --set model.bound_groups=8 --batch-size 20 --threads 1
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pytorch-examples.toml")
     parser.add_argument("--particles", type=int, default=None, help="k (default: the recipe's)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--with-dreg", action="store_true", help='add "direct, dreg"')
     parser.add_argument(
@@ -60,7 +65,7 @@ def main() -> None:
     retained = accel.retain_freed_memory()  # as the CLI does
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = load_config(args.config)
+    config = load_config(args.config, args.set)
     if args.particles is not None:
         config = dataclasses.replace(
             config, model=dataclasses.replace(config.model, num_particles=args.particles)
@@ -118,6 +123,7 @@ def main() -> None:
         "benchmark": "train_step",
         "machine": machine(),
         "recipe": str(args.config),
+        "overrides": args.set,
         "num_particles": config.model.num_particles,
         "batch_size": args.batch_size,
         "retain_freed_memory": retained,
