@@ -111,3 +111,40 @@ def test_metropolis_within_gibbs_refuses_a_deterministic_encoder() -> None:
         impute(model, x, missing, method="mwg", num_steps=1)
     with pytest.raises(ValueError, match="unknown imputation"):
         impute(model, x, missing, method="gibbs", num_steps=1)
+
+
+@pytest.mark.parametrize("posterior", ["gaussian", "iaf"])
+@pytest.mark.parametrize("decode", ["mean", "sample"])
+def test_each_step_reuses_what_the_last_computed_without_changing_a_value(
+    posterior: str, decode: str
+) -> None:
+    """The marginal Metropolis-within-Gibbs step takes the target, the decoder mean and the
+    proposal at z from the step that moved there (a memo; for an IAF posterior the proposal is
+    recomputed): the chain is bitwise the one that recomputes them every step, and the x it
+    writes is the decoder mean at its z."""
+    from dataclasses import replace
+
+    from vaekit.samplers.kernels import ChainState, MetropolisWithinGibbsKernel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=3, hidden=(16,), posterior=posterior)
+    model = build_model(cfg, (1, 6, 6)).eval()
+    x = torch.rand(7, 1, 6, 6).bernoulli()
+    missing = MASKS["random"](7, (1, 6, 6), torch.Generator().manual_seed(1))
+    kernel = MetropolisWithinGibbsKernel(model, missing, decode=decode)
+    start = ChainState(z=torch.randn(7, 3, generator=torch.Generator().manual_seed(2)), x=x)
+    remembered, fresh = start, start
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    accepted = 0
+    for _ in range(12):
+        remembered = kernel.step(remembered, generator=g1)
+        fresh = kernel.step(replace(fresh, memo=None), generator=g2)
+        assert remembered.memo is not None
+        assert torch.equal(remembered.z, fresh.z) and torch.equal(remembered.x, fresh.x)
+        assert remembered.accepted is not None
+        accepted += int(remembered.accepted.sum())
+        if decode == "mean":
+            with torch.no_grad():
+                expected = torch.where(missing, model.decode_mean(remembered.z), x)
+            assert torch.equal(remembered.x, expected)
+    assert 0 < accepted < 12 * 7  # both branches of the accept/reject step ran

@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent
+from torch.distributions import Distribution, Independent, Normal
 
 from vaekit.distributions.posteriors import Delta, widened
 from vaekit.distributions.sampling import draw
@@ -30,12 +30,15 @@ class ChainState:
 
     ``z`` [N, D] is the current latent; ``x`` [N, C, H, W] the image the last step encoded (for
     imputation: the completed image, observed pixels fixed). ``accepted`` [N] says which chains
-    accepted their last proposal, for kernels with an accept/reject step (else None).
+    accepted their last proposal, for kernels with an accept/reject step (else None). ``memo``
+    holds what the kernel that made this state computed at its z, for its next step to reuse
+    (None: nothing); it never changes the chain's values.
     """
 
     z: Tensor
     x: Tensor
     accepted: Tensor | None = None
+    memo: object | None = field(default=None, repr=False, compare=False)
 
 
 def _decode(
@@ -173,26 +176,15 @@ class MetropolisWithinGibbsKernel(ImputationKernel):
     @torch.no_grad()
     def step(self, state: ChainState, *, generator: torch.Generator | None = None) -> ChainState:
         if self.marginal:
-            log_target_old, mean_old = self._log_observed(state.z, state.x)
-            q_forward = self._proposal(self.complete(state.x, mean_old))
-            proposal = draw(q_forward, generator=generator)  # [N, D]
-            log_target_new, mean_new = self._log_observed(proposal, state.x)
-            q_reverse = self._proposal(self.complete(state.x, mean_new))
-            log_ratio = (
-                log_target_new
-                - log_target_old
-                + q_reverse.log_prob(state.z)
-                - q_forward.log_prob(proposal)
-            )
-        else:
-            q = self._proposal(state.x)
-            proposal = draw(q, generator=generator)  # [N, D]
-            prior = self.model.prior()
-            log_target_new = self.model.decoder(proposal).log_prob(state.x)
-            log_target_old = self.model.decoder(state.z).log_prob(state.x)
-            log_target_new = log_target_new + prior.log_prob(proposal)
-            log_target_old = log_target_old + prior.log_prob(state.z)
-            log_ratio = log_target_new - log_target_old + q.log_prob(state.z) - q.log_prob(proposal)
+            return self._marginal_step(state, generator)
+        q = self._proposal(state.x)
+        proposal = draw(q, generator=generator)  # [N, D]
+        prior = self.model.prior()
+        log_target_new = self.model.decoder(proposal).log_prob(state.x)
+        log_target_old = self.model.decoder(state.z).log_prob(state.x)
+        log_target_new = log_target_new + prior.log_prob(proposal)
+        log_target_old = log_target_old + prior.log_prob(state.z)
+        log_ratio = log_target_new - log_target_old + q.log_prob(state.z) - q.log_prob(proposal)
         u = torch.rand(
             log_ratio.shape, generator=generator, device=log_ratio.device, dtype=log_ratio.dtype
         )
@@ -200,6 +192,75 @@ class MetropolisWithinGibbsKernel(ImputationKernel):
         z = torch.where(accepted[:, None], proposal, state.z)
         x = self.complete(state.x, _decode(self.model, z, self.decode, generator))
         return ChainState(z=z, x=x, accepted=accepted)
+
+    def _marginal_step(self, state: ChainState, generator: torch.Generator | None) -> ChainState:
+        """The z-step on p(z | x_observed), then x_missing. The target, the decoder mean and the
+        proposal at the current z come from the previous step where it made this state (a
+        ``_AtZ`` memo): one decoder and one encoder pass fewer per step, the same values."""
+        memo = state.memo
+        if isinstance(memo, _AtZ) and memo.kernel is self and memo.z is state.z:
+            log_target_old, mean_old = memo.log_target, memo.mean
+            q_forward = memo.proposal
+            if q_forward is None:
+                q_forward = self._proposal(self.complete(state.x, mean_old))
+        else:
+            log_target_old, mean_old = self._log_observed(state.z, state.x)
+            q_forward = self._proposal(self.complete(state.x, mean_old))
+        proposal = draw(q_forward, generator=generator)  # [N, D]
+        log_target_new, mean_new = self._log_observed(proposal, state.x)
+        q_reverse = self._proposal(self.complete(state.x, mean_new))
+        log_ratio = (
+            log_target_new
+            - log_target_old
+            + q_reverse.log_prob(state.z)
+            - q_forward.log_prob(proposal)
+        )
+        u = torch.rand(
+            log_ratio.shape, generator=generator, device=log_ratio.device, dtype=log_ratio.dtype
+        )
+        accepted = torch.log(u) < log_ratio  # [N]; NaN ratios reject
+        z = torch.where(accepted[:, None], proposal, state.z)
+        rows = accepted.view(-1, *[1] * (mean_new.dim() - 1))
+        mean = torch.where(rows, mean_new, mean_old)  # E[x|z] at the new z, row by row
+        # E[x|z] is the decoder's mean at z: "mean" decoding needs no further decoder pass
+        values = mean if self.decode == "mean" else _decode(self.model, z, "sample", generator)
+        memo = _AtZ(
+            self,
+            z,
+            torch.where(accepted, log_target_new, log_target_old),
+            mean,
+            _select_gaussian(accepted, q_reverse, q_forward),
+        )
+        return ChainState(z=z, x=self.complete(state.x, values), accepted=accepted, memo=memo)
+
+
+@dataclass(frozen=True)
+class _AtZ:
+    """What a marginal Metropolis-within-Gibbs step knows at the z it moved to: the target
+    log p(x_observed | z) + log p(z) [N], the decoder mean [N, ...] and the proposal
+    q_s(z | x̄(z)) (None where it is not a diagonal Gaussian, to be recomputed)."""
+
+    kernel: MetropolisWithinGibbsKernel
+    z: Tensor
+    log_target: Tensor
+    mean: Tensor
+    proposal: Distribution | None
+
+
+def _select_gaussian(keep: Tensor, a: Distribution, b: Distribution) -> Distribution | None:
+    """The diagonal Gaussian that is ``a`` in the rows where ``keep`` [N] and ``b`` elsewhere;
+    None unless both are ``Independent(Normal)`` over the last dimension."""
+    gaussians = all(
+        type(q) is Independent and type(q.base_dist) is Normal and q.reinterpreted_batch_ndims == 1
+        for q in (a, b)
+    )
+    if not gaussians:
+        return None
+    base_a, base_b = a.base_dist, b.base_dist  # type: ignore[attr-defined]
+    rows = keep[:, None]
+    loc = torch.where(rows, base_a.loc, base_b.loc)
+    scale = torch.where(rows, base_a.scale, base_b.scale)
+    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
 # name -> kernel class for ``vaekit impute --method``
