@@ -19,7 +19,8 @@ AAEs and their denoising variants? A resumable study over several sessions.
    Metropolis-within-Gibbs.
 
 Every unit (one training, one sampler on one model, ...) writes ``<out>/units/<key>.json`` when
-it finishes and is skipped when that file exists; ``--budget-minutes`` stops cleanly (exit 0,
+it finishes and is skipped when that file exists (so processes with disjoint ``--only`` kinds,
+one per core, share one study); ``--budget-minutes`` stops cleanly (exit 0,
 saying what is left) before the budget runs out. Every run rewrites ``<out>/results.json`` and
 ``<out>/tables.md`` (mean ± std over the seeds finished so far) from the unit files; figures of
 the seed-0 models go to ``<out>/figures``. ``--tiny`` runs the whole study on the 8x8 digits in
@@ -126,6 +127,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="digits, small sizes: ~1 minute")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="recipes mnist-<kind>.toml")
+    parser.add_argument(
+        "--only",
+        help="run the units of these of --kinds only; processes with disjoint --only share one "
+        "study (one core each), and the tables still cover every kind",
+    )
     sizes = parser.add_argument_group("sizes (default: the issue's; --tiny: small)")
     for name, value in FULL.items():
         flag = "--" + name.replace("_", "-")
@@ -134,6 +140,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         else:
             sizes.add_argument(flag, type=type(value), help=f"default {value}")
     args = parser.parse_args(argv)
+    if args.only is not None and not set(args.only.split(",")) <= set(args.kinds.split(",")):
+        parser.error(f"--only {args.only} must name kinds of --kinds {args.kinds}")
     defaults = TINY if args.tiny else FULL
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -352,9 +360,13 @@ class Unit:
 
 
 def plan(args: argparse.Namespace) -> list[Unit]:
-    """Every unit of the study in the order it runs; each model's units follow its training."""
+    """Every unit this process runs (the study's, or those of ``--only``'s kinds), in the order
+    it runs them; each model's units follow its training."""
+    only = None if args.only is None else set(args.only.split(","))
     units = [Unit("reference/extractor", "reference")]
     for spec in models_of(args):
+        if only is not None and spec.kind not in only:
+            continue
         units.append(Unit(f"train/{spec.id}", f"train-epoch-{spec.network}", spec))
         units += [
             Unit(f"samples/{spec.id}/{name}", "sampler", spec, (name,))

@@ -11,6 +11,7 @@ import pytest
 from benchmarks.markov_chain_measure import LATENT_SAMPLERS
 from benchmarks.markov_chain_report import Units, aggregate, cell, mean_std
 from benchmarks.markov_chain_study import (
+    MEASUREMENT,
     Budget,
     EpochGuard,
     OutOfBudget,
@@ -92,6 +93,9 @@ def test_finished_units_are_skipped_and_new_ones_recorded(tmp_path: Path) -> Non
     assert len(calls) == 1 and again.get("samples/vae-mlp-s0/chain-prior-mean") is None
 
 
+OWN = ("vae,dvae", "aae,daae")  # two disjoint shares of the default kinds
+
+
 def test_the_plan_covers_every_measurement_per_model() -> None:
     args = parse_args(["--out", "o", "--runs", "r"])
     assert (args.seeds, args.num_samples, args.pairs, args.max_epochs) == (3, 10_000, 1000, 100)
@@ -104,6 +108,13 @@ def test_the_plan_covers_every_measurement_per_model() -> None:
     assert keys.index("train/vae-mlp-s0") < keys.index("samples/vae-mlp-s0/chain-wide-sample")
     tiny = parse_args(["--out", "o", "--runs", "r", "--tiny", "--set", "train.lr=0.1"])
     assert tiny.num_samples < args.num_samples and tiny.set[-1] == "train.lr=0.1"
+    # --only: one process's share of the same study (the settings it records do not change)
+    shares = [plan(parse_args(["--out", "o", "--runs", "r", "--only", o])) for o in OWN]
+    assert sorted(u.key for u in shares[0] + shares[1][1:]) == sorted(keys)
+    assert all("daae" not in u.key for u in shares[0])
+    assert "only" not in MEASUREMENT
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "o", "--runs", "r", "--kinds", "vae", "--only", "aae"])
 
 
 def test_the_training_guard_stops_on_convergence_and_before_the_budget(tmp_path: Path) -> None:
