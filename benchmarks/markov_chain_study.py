@@ -103,7 +103,7 @@ TINY: dict[str, Any] = {
 }
 # Before the first unit of a kind has finished, a unit starts only with this much time left
 # (later: 1.25 x the slowest finished one): about 1.5 x what each took on a 2-core AMD EPYC
-# (2026-12-06; train-epoch: AAE, the slower kind).
+# (train-epoch: AAE, the slower kind).
 FIRST_ESTIMATE_SECONDS = {
     "train-epoch": 60.0,
     "reference": 150.0,
