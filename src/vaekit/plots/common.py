@@ -15,10 +15,10 @@ __all__ = ["STYLE", "save_figure"]
 # Every writer builds a `matplotlib.figure.Figure` rendered by Agg directly (no pyplot, so no
 # global figure registry and no backend switch), uses this one style, and writes its PNG
 # atomically through `save_figure` (parent directory created, temporary file, `os.replace`).
-_DPI = 100
+DPI = 100
 STYLE: dict[Any, Any] = {  # Any keys: matplotlib types them as a Literal of rc names
-    "figure.dpi": _DPI,
-    "savefig.dpi": _DPI,
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.spines.top": False,

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaekit.files import atomic_write
-from vaekit.plots.common import _DPI, STYLE, save_figure
+from vaekit.plots.common import DPI, STYLE, save_figure
 
 __all__ = ["MAX_SIDE", "image_grid", "save_image_grid", "save_reconstructions", "save_rows"]
 
@@ -24,7 +24,7 @@ _MARGIN = 240  # px around labelled image axes; cropped again by bbox_inches="ti
 MAX_SIDE = 2800  # px: no PNG is larger on its longest side, whatever the data (grids shrink)
 
 
-def _to_numpy_images(images: Tensor, name: str = "images") -> np.ndarray:
+def numpy_images(images: Tensor, name: str = "images") -> np.ndarray:
     """[N, C, H, W] tensor in [0, 1] -> float array [N, H, W, C], clamped, NaN as 0."""
     if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
         raise ValueError(
@@ -35,12 +35,12 @@ def _to_numpy_images(images: Tensor, name: str = "images") -> np.ndarray:
     return array.transpose(0, 2, 3, 1)
 
 
-def _upscale(images: np.ndarray, factor: int) -> np.ndarray:
+def upscale(images: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling of [N, H, W, C] by an integer factor."""
     return images.repeat(factor, axis=1).repeat(factor, axis=2) if factor > 1 else images
 
 
-def _grid(images: np.ndarray, ncols: int, padding: int, pad_value: float) -> np.ndarray:
+def tile(images: np.ndarray, ncols: int, padding: int, pad_value: float) -> np.ndarray:
     """[N, H, W, C] floats -> uint8 grid [rows*H + (rows+1)*pad, ...] ([H, W] when C = 1)."""
     n, h, w, c = images.shape
     nrows = math.ceil(n / ncols)
@@ -62,7 +62,7 @@ def _columns(n: int, ncols: int | None) -> int:
     return min(ncols or math.ceil(math.sqrt(n)), n)
 
 
-def _centres(cells: Sequence[int], size: int, padding: int) -> list[float]:
+def cell_centres(cells: Sequence[int], size: int, padding: int) -> list[float]:
     """Pixel coordinates of the centres of grid cells `cells` (as imshow places pixels)."""
     return [padding + i * (size + padding) + (size - 1) / 2 for i in cells]
 
@@ -77,11 +77,11 @@ def image_grid(
     """
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
-    array = _to_numpy_images(images)
-    return _grid(array, _columns(len(array), ncols), padding, pad_value)
+    array = numpy_images(images)
+    return tile(array, _columns(len(array), ncols), padding, pad_value)
 
 
-def _save_image_axes(
+def save_image_axes(
     grid: np.ndarray,
     path: str | Path,
     *,
@@ -100,7 +100,7 @@ def _save_image_axes(
     height, width = grid.shape[:2]
     fig_w, fig_h = width + 2 * _MARGIN, height + 2 * _MARGIN
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI)
+        fig = Figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
         ax = fig.add_axes((_MARGIN / fig_w, _MARGIN / fig_h, width / fig_w, height / fig_h))
         ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_frame_on(False)
@@ -126,14 +126,14 @@ def save_image_grid(
     Small images are enlarged by an integer nearest-neighbour factor (pixels stay crisp);
     without a title the PNG holds exactly the grid pixels.
     """
-    array = _to_numpy_images(images)
+    array = numpy_images(images)
     n, h, w, _ = array.shape
     ncols, padding = _columns(n, ncols), 2
     sides = ((math.ceil(n / ncols), h), (ncols, w))  # (cells, pixels per cell) down and across
     factor = max(1, *(math.ceil((min_size - (k + 1) * padding) / (k * s)) for k, s in sides))
-    grid = _grid(_upscale(array, factor), ncols, padding, 1.0)
+    grid = tile(upscale(array, factor), ncols, padding, 1.0)
     if title:
-        return _save_image_axes(grid, path, title=title)
+        return save_image_axes(grid, path, title=title)
     grid, _ = _fit(grid, MAX_SIDE)
     return atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
@@ -164,7 +164,7 @@ def save_rows(
         raise ValueError("save_rows needs at least one row")
     if row_labels is not None and len(row_labels) != len(rows):
         raise ValueError(f"got {len(row_labels)} row_labels for {len(rows)} rows")
-    arrays = [_to_numpy_images(row, f"rows[{i}]") for i, row in enumerate(rows)]
+    arrays = [numpy_images(row, f"rows[{i}]") for i, row in enumerate(rows)]
     if len({a.shape[1:] for a in arrays}) != 1:
         raise ValueError(f"all rows need one image shape, got {[a.shape[1:] for a in arrays]}")
     h, w = arrays[0].shape[1:3]
@@ -172,10 +172,10 @@ def save_rows(
     ncols, padding = max(len(a) for a in arrays), 2
     blank = np.ones((1, *arrays[0].shape[1:]), np.float32)
     cells = [np.concatenate([a, *[blank] * (ncols - len(a))]) for a in arrays]
-    grid = _grid(_upscale(np.concatenate(cells), factor), ncols, padding, 1.0)
-    centres = _centres(range(len(rows)), h * factor, padding)
+    grid = tile(upscale(np.concatenate(cells), factor), ncols, padding, 1.0)
+    centres = cell_centres(range(len(rows)), h * factor, padding)
     yticks = (centres, list(row_labels)) if row_labels is not None else None
-    return _save_image_axes(grid, path, title=title, yticks=yticks)
+    return save_image_axes(grid, path, title=title, yticks=yticks)
 
 
 def save_reconstructions(

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from torch import Tensor
 
 from vaekit.plots.common import STYLE, save_figure
-from vaekit.plots.images import _centres, _grid, _save_image_axes, _to_numpy_images, _upscale
+from vaekit.plots.images import cell_centres, numpy_images, save_image_axes, tile, upscale
 
 __all__ = ["manifold_axes", "save_latent_scatter", "save_manifold"]
 
@@ -160,17 +160,17 @@ def save_manifold(
         images = decode_mean(z)
     if images.ndim != 4 or len(images) != len(z):
         raise ValueError(f"decode_mean must return [{len(z)}, C, H, W], got {tuple(images.shape)}")
-    array = _to_numpy_images(images)
+    array = numpy_images(images)
     h, w = array.shape[1:3]
     factor = max(1, math.ceil(_MIN_MANIFOLD / (grid_size * min(h, w))))
-    grid = _grid(_upscale(array, factor), grid_size, 0, 1.0)
+    grid = tile(upscale(array, factor), grid_size, 0, 1.0)
     shown = sorted({round(i * (grid_size - 1) / 4) for i in range(5)})  # <= 5 ticks per axis
     x_values = z1_values.detach().cpu().double().numpy()
     y_values = z2_values.detach().cpu().double().numpy()
-    xticks = (_centres(shown, w * factor, 0), [f"{x_values[i]:.2f}" for i in shown])
-    yticks = (_centres(shown, h * factor, 0), [f"{y_values[-1 - i]:.2f}" for i in shown])
+    xticks = (cell_centres(shown, w * factor, 0), [f"{x_values[i]:.2f}" for i in shown])
+    yticks = (cell_centres(shown, h * factor, 0), [f"{y_values[-1 - i]:.2f}" for i in shown])
     spans = "the codes' range" if codes is not None else "Normal quantiles"
     title = f"decoded means over a {grid_size}×{grid_size} grid spanning {spans}"
-    return _save_image_axes(
+    return save_image_axes(
         grid, path, title=title, xticks=xticks, yticks=yticks, xlabel="z1", ylabel="z2"
     )
