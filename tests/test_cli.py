@@ -102,6 +102,29 @@ def test_bad_input_is_one_clear_error(argv: list[str], message: str, capsys, tmp
     assert err.startswith("vaekit: error:")
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "vaekit: error: the following arguments are required: COMMAND; see 'vaekit --help'"),
+        (["sample"], "vaekit sample: the following arguments are required: run"),
+        (["train", "--bogus", "1"], "vaekit train: unrecognized arguments: --bogus 1"),
+        (["train", "--config"], "vaekit train: argument --config: expected one argument"),
+        (["data", "fetch"], "see 'vaekit data fetch --help'"),
+        (["sample", "r", "--decode", "median"], "argument --decode: invalid choice: 'median'"),
+    ],
+)
+def test_argument_errors_are_one_line_too(argv: list[str], message: str, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaekit: error:") and message in err
+    assert err.count("\n") == 1 and "usage:" not in err
+
+
+def test_version(capsys) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"vaekit {vaekit.__version__}"
+
+
 def test_existing_run_is_not_clobbered(run_dir: Path, capsys) -> None:
     before = (run_dir / "model.safetensors").read_bytes()
     assert main(["train", "--config", TINY, "--out", str(run_dir), "--quiet"]) == 2

@@ -1,7 +1,8 @@
 """Command line: ``vaekit train | sample | interpolate | impute | reconstruct | plot | evaluate |
 compare | data``. Wiring only: one module per subcommand, each with its handler and options.
 
-Every user error is a VaekitError: one line on stderr, exit code 2, no traceback.
+Every user error, from the arguments (``common.Parser``) or from a command (a VaekitError), is
+one line on stderr, exit code 2, no traceback.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vaekit import accel
-from vaekit.cli.common import error_line
+from vaekit import __version__, accel
+from vaekit.cli.common import Parser, error_line
 from vaekit.cli.data import add_data
 from vaekit.cli.evaluate import add_compare, add_evaluate
 from vaekit.cli.figures import add_plot, add_reconstruct
@@ -39,9 +40,10 @@ SUBCOMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vaekit", description="Train, sample, evaluate and explain generative autoencoders."
     )
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
@@ -51,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:  # --help, --version and argument errors (one line, see common.Parser) exit here
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # blamed on the subcommand that was given them, not on the top level
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 2
     args.argv = argv  # recorded in each run's provenance
     for name in ("num_samples", "num", "pairs"):
         value = getattr(args, name, None)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 import torch
 
@@ -17,12 +17,23 @@ from vaekit.runs import Run, load_run
 from vaekit.runtime import choose_device
 
 Handler = Callable[[argparse.Namespace], int]
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
 def error_line(message: str) -> None:
     """The one line a user error prints on stderr."""
     print(f"vaekit: error: {message}", file=sys.stderr)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors (a missing argument, an unknown option, a bad choice) are
+    the CLI's one error line, pointing at the command's ``--help``, with exit code 2: argparse's
+    own would print the usage block first. Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        where = "" if self.prog == "vaekit" else f"{self.prog}: "
+        error_line(f"{where}{message}; see '{self.prog} --help'")
+        raise SystemExit(2)
 
 
 def command(
@@ -33,7 +44,7 @@ def command(
 ) -> argparse.ArgumentParser:
     """A subcommand ``name`` run by ``handler``."""
     p = sub.add_parser(name, help=help, description=help)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=handler, parser=p)  # parser: to blame an unknown option on
     return p
 
 
