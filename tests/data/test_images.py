@@ -120,3 +120,55 @@ def test_one_bad_file_refuses_the_folder_naming_it_unless_skipped(
     assert sorted(Path(p).name for p in info["skipped_files"]) == [
         "corrupt.png", "empty.jpg", "truncated.png",
     ]  # fmt: skip
+
+
+def grey_png(path: Path, value: int) -> None:
+    write_png(path, np.full((6, 6), value, dtype=np.uint8))
+
+
+def test_class_folders_label_each_image_by_its_sorted_folder_name(tmp_path: Path) -> None:
+    # The pixel value says the class, so each label can be checked against its image.
+    for name, value in (("zebra", 200), ("ant", 0), ("cat", 100)):
+        for i in range(3):
+            grey_png(tmp_path / name / f"{i}.png", value)
+    grey_png(tmp_path / "cat" / "deeper" / "x.png", 100)  # below a class folder: still a cat
+    raw = load_image_folder(SourceOptions(root=tmp_path, path=tmp_path, image_size=4))
+    assert raw.train.y is not None and raw.train.y.dtype == torch.int64
+    expected = (raw.train.x[:, 0, 0, 0] * 255).round().long() // 100  # ant 0, cat 1, zebra 2
+    assert torch.equal(raw.train.y, expected) and raw.train.y.tolist().count(1) == 4
+
+
+@pytest.mark.parametrize("layout", ["a file beside the folders", "one folder only"])
+def test_other_layouts_stay_unlabelled(tmp_path: Path, layout: str) -> None:
+    grey_png(tmp_path / "one" / "0.png", 0)
+    grey_png(tmp_path / "one" / "1.png", 0)
+    if layout == "a file beside the folders":
+        grey_png(tmp_path / "two" / "0.png", 9)
+        grey_png(tmp_path / "loose.png", 9)
+    raw = load_image_folder(SourceOptions(root=tmp_path, path=tmp_path, image_size=4))
+    assert raw.train.y is None
+
+
+def test_labels_stay_with_their_images_when_bad_files_are_skipped(tmp_path: Path) -> None:
+    for name, value in (("a", 0), ("b", 100), ("c", 200)):
+        for i in range(3):
+            grey_png(tmp_path / name / f"{i}.png", value)
+    (tmp_path / "a" / "2.png").write_bytes(b"not a png")
+    (tmp_path / "b" / "0.png").write_bytes(b"not a png")
+    options = SourceOptions(root=tmp_path, path=tmp_path, image_size=4, skip_bad_files=True)
+    raw = load_image_folder(options)
+    assert len(raw.skipped) == 2 and raw.train.y is not None
+    assert raw.train.y.tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert torch.equal(raw.train.y, (raw.train.x[:, 0, 0, 0] * 255).round().long() // 100)
+
+
+def test_a_folder_of_class_folders_has_classes_in_every_split(tmp_path: Path) -> None:
+    for i in range(60):
+        grey_png(tmp_path / f"class{i % 3}" / f"{i:02d}.png", 100 * (i % 3))
+    dataset = load_dataset(
+        "image-folder", options=SourceOptions(root=tmp_path, path=tmp_path, image_size=4)
+    )
+    assert dataset.num_classes == 3
+    for split in (dataset.train, dataset.val, dataset.test):
+        assert split.y is not None
+        assert torch.equal(split.y, (split.x[:, 0, 0, 0] * 255).round().long() // 100)

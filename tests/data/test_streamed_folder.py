@@ -91,6 +91,11 @@ def test_streamed_splits_and_identity_equal_the_in_memory_ones(
     assert streamed.event_shape == held.event_shape == ((1,) if source else (3,)) + (16, 16)
     for split in ("val", "test"):
         assert torch.equal(getattr(streamed, split).x, getattr(held, split).x), split
+        labels = getattr(streamed, split).y  # the folder's class folders, sub0 and sub1
+        assert labels is not None and torch.equal(labels, getattr(held, split).y), split
+    assert held.train.y is not None and streamed.train.y is not None
+    assert torch.equal(streamed.train.y, held.train.y[:TRAIN_SAMPLE_POINTS])
+    assert streamed.num_classes == held.num_classes == 2
     items = torch.stack([streamed.train_stream[i] for i in range(len(streamed.train_stream))])
     assert torch.equal(items, held.train.x)  # every training image, bit for bit
     assert held.train.x.is_contiguous() and streamed.val.x.is_contiguous()

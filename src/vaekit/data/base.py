@@ -119,7 +119,10 @@ class Dataset:
 
     @property
     def num_classes(self) -> int | None:
-        """Number of label classes, or None when the data have no labels."""
-        if self.train.y is None:
+        """Number of label classes (the largest label of any split, plus one), or None when the
+        data have no labels. A streamed training split holds only a sample in ``train``, so the
+        held-out splits count too."""
+        labels = [s.y for s in (self.train, self.val, self.test) if s.y is not None and len(s.y)]
+        if self.train.y is None or not labels:
             return None
-        return int(torch.max(self.train.y).item()) + 1
+        return max(int(y.max()) for y in labels) + 1

@@ -1,4 +1,10 @@
-"""Image folders (any Pillow format) and CelebA: listed, centre-cropped, resized and decoded."""
+"""Image folders (any Pillow format) and CelebA: listed, centre-cropped, resized and decoded.
+
+An image folder whose images all sit in first-level subfolders, two or more of them, is a folder
+of class folders (torchvision's ImageFolder layout): each image is labelled with the index of
+its subfolder's name in sorted order (``cat/``, ``dog/`` -> 0, 1). Any other layout is
+unlabelled.
+"""
 
 from __future__ import annotations
 
@@ -27,18 +33,47 @@ CELEBA_PARTITION_FILE = "list_eval_partition.txt"
 @dataclass(frozen=True)
 class ImageFiles:
     """The image files of a source before decoding: the training files, the test files (None:
-    ``load_dataset`` carves a test split) and the central crop applied before resizing."""
+    ``load_dataset`` carves a test split), the central crop applied before resizing, and the
+    class label of each training file (None: unlabelled)."""
 
     train: list[Path]
     test: list[Path] | None
     crop: int | None = None
+    train_labels: list[int] | None = None
+
+    def labels_of_kept(self, skipped: Sequence[str]) -> torch.Tensor | None:
+        """The labels of the training files that were read (all but ``skipped``), int64 [N]."""
+        if self.train_labels is None:
+            return None
+        left_out = set(skipped)
+        kept = [
+            label
+            for path, label in zip(self.train, self.train_labels, strict=True)
+            if str(path) not in left_out
+        ]
+        return torch.tensor(kept, dtype=torch.int64)
+
+
+def class_folder_labels(folder: Path, files: Sequence[Path]) -> list[int] | None:
+    """Each file's class: the index of its first-level subfolder of ``folder`` among the sorted
+    subfolder names, when every file lies in one and there are two or more; else None."""
+    parts = [path.relative_to(folder).parts for path in files]
+    if any(len(p) < 2 for p in parts):
+        return None
+    classes = sorted({p[0] for p in parts})
+    if len(classes) < 2:
+        return None
+    index = {name: i for i, name in enumerate(classes)}
+    return [index[p[0]] for p in parts]
 
 
 def image_folder_files(options: SourceOptions) -> ImageFiles:
-    """The files ``load_image_folder`` reads: every image under ``options.path``, sorted."""
+    """The files ``load_image_folder`` reads: every image under ``options.path``, sorted, with
+    their labels in a folder of class folders."""
     if options.path is None:
         raise DataError("image-folder needs a path: set the data path to a folder of images")
-    return ImageFiles(train=list_images(options.path), test=None)
+    files = list_images(options.path)
+    return ImageFiles(train=files, test=None, train_labels=class_folder_labels(options.path, files))
 
 
 def celeba_files(options: SourceOptions) -> ImageFiles:
@@ -63,7 +98,8 @@ def celeba_files(options: SourceOptions) -> ImageFiles:
 
 
 def load_image_folder(options: SourceOptions) -> RawData:
-    """Every image under ``options.path`` (recursively, sorted by path), unlabelled.
+    """Every image under ``options.path`` (recursively, sorted by path), labelled by class
+    folder where the folder is a folder of class folders (see the module's docstring).
 
     Each image is centre-cropped to a square, resized to ``options.image_size`` (default 64),
     and converted to grey when ``options.channels == 1``, else RGB. There is no test split;
@@ -92,10 +128,11 @@ IMAGE_SOURCES: dict[str, Callable[[SourceOptions], ImageFiles]] = {
 
 def _load(files: ImageFiles, options: SourceOptions) -> RawData:
     train, skipped = read_images(files.train, options, crop=files.crop)
+    train_split = Split(x=train, y=files.labels_of_kept(skipped))
     if files.test is None:
-        return RawData(train=Split(x=train), test=None, skipped=skipped)
+        return RawData(train=train_split, test=None, skipped=skipped)
     test, skipped_test = read_images(files.test, options, crop=files.crop)
-    return RawData(train=Split(x=train), test=Split(x=test), skipped=skipped + skipped_test)
+    return RawData(train=train_split, test=Split(x=test), skipped=skipped + skipped_test)
 
 
 def list_images(folder: Path) -> list[Path]:

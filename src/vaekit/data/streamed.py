@@ -49,11 +49,13 @@ TRAIN_SAMPLE_POINTS = 1000
 
 @dataclass(frozen=True)
 class StreamedImages:
-    """The caches of a streamed image source: training images, and test images when the source
-    has its own test split (else one is carved from the training images)."""
+    """The caches of a streamed image source: training images, test images when the source
+    has its own test split (else one is carved from the training images), and the training
+    images' labels, row by row (None: unlabelled)."""
 
     train: ImageCache
     test: ImageCache | None
+    train_labels: Tensor | None = None
 
     @property
     def skipped(self) -> tuple[str, ...]:
@@ -110,7 +112,8 @@ def open_streamed(name: str, options: SourceOptions) -> StreamedImages | None:
         if num_files * decoded_bytes(mode, size) <= memory_budget():
             return None
     test = open_cache(files.test, options, crop=files.crop) if files.test is not None else None
-    return StreamedImages(open_cache(files.train, options, crop=files.crop), test)
+    train = open_cache(files.train, options, crop=files.crop)
+    return StreamedImages(train, test, files.labels_of_kept(train.skipped))
 
 
 def decoded_bytes(mode: str, size: int) -> int:
@@ -145,7 +148,7 @@ def streamed_dataset(
             "they are streamed from disk (data.in_memory); set data.standardize = false"
         )
     # The splits are carved as load_dataset carves tensors, here on the positions of the images.
-    train = Split(x=torch.arange(images.train.num_images))
+    train = Split(x=torch.arange(images.train.num_images), y=images.train_labels)
     test_cache = images.test if images.test is not None else images.train
     test = Split(x=torch.arange(images.test.num_images)) if images.test is not None else None
     if limit is not None:
@@ -160,21 +163,24 @@ def streamed_dataset(
         count = held_out_count(fraction, len(train), what="test")
         generator = torch.Generator().manual_seed(test_seed)
         train, test = carve(train, count, carve_from=val_from, generator=generator)
-    test_x = _read(test_cache, test.x)
+    test_read = Split(x=_read(test_cache, test.x), y=test.y)
     if val_size == 0:  # no validation split: the test split is scored each epoch
-        val_x = test_x
+        val_read = test_read
     else:
         count = held_out_count(val_size, len(train), what="validation")
         generator = torch.Generator().manual_seed(seed)
         train, val = carve(train, count, carve_from=val_from, generator=generator)
-        val_x = _read(images.train, val.x)
+        val_read = Split(x=_read(images.train, val.x), y=val.y)
     train_rows = train.x.numpy()
-    sample = Split(x=_read(images.train, train.x[:TRAIN_SAMPLE_POINTS]))
+    sample = Split(
+        x=_read(images.train, train.x[:TRAIN_SAMPLE_POINTS]),
+        y=None if train.y is None else train.y[:TRAIN_SAMPLE_POINTS],
+    )
     _, val_split, test_split = binarize_splits(
-        sample, Split(x=val_x), Split(x=test_x), mode=binarize, seed=seed
+        sample, val_read, test_read, mode=binarize, seed=seed
     )
     identity = streamed_identity(
-        name, binarize, images.train, train_rows, {"val": val_split.x, "test": test_split.x}
+        name, binarize, images.train, train_rows, train.y, {"val": val_split, "test": test_split}
     )
     return Dataset(
         name=name,
@@ -194,7 +200,8 @@ def streamed_identity(
     binarize: Binarization,
     cache: ImageCache,
     train_rows: np.ndarray,
-    held_out: dict[str, Tensor],
+    train_labels: Tensor | None,
+    held_out: dict[str, Split],
 ) -> str:
     """``vaekit.data.dataset_identity`` of the splits, hashing the training images from the
     cache chunk by chunk: the same bytes in the same order as for the tensors in memory."""
@@ -203,12 +210,19 @@ def streamed_identity(
     digest.update(f"\0train.x:{torch.float32}:{shape}".encode())
     for chunk in cache.chunks(train_rows):
         digest.update(chunk.numpy().data)
-    digest.update(b"\0train.y")
-    for split_name, x in held_out.items():
-        digest.update(f"\0{split_name}.x:{x.dtype}:{tuple(x.shape)}".encode())
-        digest.update(x.contiguous().reshape(-1).numpy().data)
-        digest.update(f"\0{split_name}.y".encode())
+    _hash_tensor(digest, "train.y", train_labels)
+    for split_name, split in held_out.items():
+        _hash_tensor(digest, f"{split_name}.x", split.x)
+        _hash_tensor(digest, f"{split_name}.y", split.y)
     return digest.hexdigest()[:16]
+
+
+def _hash_tensor(digest: hashlib._Hash, key: str, tensor: Tensor | None) -> None:
+    """Add ``tensor`` under ``key`` as ``dataset_identity`` does (the key alone for None)."""
+    digest.update(f"\0{key}".encode())
+    if tensor is not None:
+        digest.update(f":{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
 
 def _read(cache: ImageCache, rows: Tensor) -> Tensor:
