@@ -4,6 +4,7 @@ order, in one empty directory holding a copy of configs/; a command shown with a
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -62,10 +63,16 @@ def test_the_own_data_how_to_runs(
         ran += 1
     assert ran >= 12
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "kinds",
         "shapes",
         "shapes-streamed",
         "strokes",
         "wine",
     ]  # fmt: skip  (the refused commands left no run directory)
+    # the class folders labelled the conditional run; the flat folder stayed unlabelled
+    assert json.loads((tmp_path / "runs" / "kinds" / "config.json").read_text())["num_classes"] == 2
+    assert "num_classes" not in json.loads(
+        (tmp_path / "runs" / "shapes" / "config.json").read_text()
+    )
     header = (tmp_path / "wine-samples.csv").read_text().splitlines()[0]
     assert header.split(",")[:2] == ["alcohol", "malic_acid"]

@@ -155,9 +155,10 @@ def test_labels_stay_with_their_images_when_bad_files_are_skipped(tmp_path: Path
             grey_png(tmp_path / name / f"{i}.png", value)
     (tmp_path / "a" / "2.png").write_bytes(b"not a png")
     (tmp_path / "b" / "0.png").write_bytes(b"not a png")
+    (tmp_path / "notes.png").write_bytes(b"not a png")  # skipped: the layout still has classes
     options = SourceOptions(root=tmp_path, path=tmp_path, image_size=4, skip_bad_files=True)
     raw = load_image_folder(options)
-    assert len(raw.skipped) == 2 and raw.train.y is not None
+    assert len(raw.skipped) == 3 and raw.train.y is not None
     assert raw.train.y.tolist() == [0, 0, 1, 1, 2, 2, 2]
     assert torch.equal(raw.train.y, (raw.train.x[:, 0, 0, 0] * 255).round().long() // 100)
 

@@ -1,9 +1,9 @@
 """Image folders (any Pillow format) and CelebA: listed, centre-cropped, resized and decoded.
 
-An image folder whose images all sit in first-level subfolders, two or more of them, is a folder
-of class folders (torchvision's ImageFolder layout): each image is labelled with the index of
-its subfolder's name in sorted order (``cat/``, ``dog/`` -> 0, 1). Any other layout is
-unlabelled.
+An image folder whose readable images all sit in first-level subfolders, two or more of them,
+is a folder of class folders (torchvision's ImageFolder layout): each image is labelled with
+the index of its subfolder's name in sorted order (``cat/``, ``dog/`` -> 0, 1). Any other
+layout is unlabelled.
 """
 
 from __future__ import annotations
@@ -34,24 +34,22 @@ CELEBA_PARTITION_FILE = "list_eval_partition.txt"
 class ImageFiles:
     """The image files of a source before decoding: the training files, the test files (None:
     ``load_dataset`` carves a test split), the central crop applied before resizing, and the
-    class label of each training file (None: unlabelled)."""
+    folder whose subfolders may be classes (None: unlabelled)."""
 
     train: list[Path]
     test: list[Path] | None
     crop: int | None = None
-    train_labels: list[int] | None = None
+    class_root: Path | None = None
 
     def labels_of_kept(self, skipped: Sequence[str]) -> torch.Tensor | None:
-        """The labels of the training files that were read (all but ``skipped``), int64 [N]."""
-        if self.train_labels is None:
+        """The class labels of the training files that were read (all but ``skipped``), int64
+        [N], or None where they are not a folder of class folders."""
+        if self.class_root is None:
             return None
         left_out = set(skipped)
-        kept = [
-            label
-            for path, label in zip(self.train, self.train_labels, strict=True)
-            if str(path) not in left_out
-        ]
-        return torch.tensor(kept, dtype=torch.int64)
+        kept = [path for path in self.train if str(path) not in left_out]
+        labels = class_folder_labels(self.class_root, kept)
+        return None if labels is None else torch.tensor(labels, dtype=torch.int64)
 
 
 def class_folder_labels(folder: Path, files: Sequence[Path]) -> list[int] | None:
@@ -72,8 +70,7 @@ def image_folder_files(options: SourceOptions) -> ImageFiles:
     their labels in a folder of class folders."""
     if options.path is None:
         raise DataError("image-folder needs a path: set the data path to a folder of images")
-    files = list_images(options.path)
-    return ImageFiles(train=files, test=None, train_labels=class_folder_labels(options.path, files))
+    return ImageFiles(train=list_images(options.path), test=None, class_root=options.path)
 
 
 def celeba_files(options: SourceOptions) -> ImageFiles:
