@@ -61,7 +61,8 @@ class DataConfig:
     samples are mapped back to the data's units."""
     in_memory: bool | Literal["auto"] = "auto"
     """Image sources: true holds them in memory, false streams them from a cache on disk, "auto"
-    streams only when they would not fit."""
+    streams when the images as float32 would take more than half of the available memory (or
+    than the environment variable VAEKIT_IMAGE_MEMORY_BUDGET, a number of bytes, where set)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,10 @@ class TrainConfig:
     """Adam's epsilon, added to the denominator for numerical stability."""
     schedule: Literal["constant", "cosine", "iwae-stages"] = "cosine"
     """Learning-rate schedule over the run: "constant", "cosine" (down to ``min_lr``) or
-    "iwae-stages" (the IWAE paper's 8 stages)."""
+    "iwae-stages" (the IWAE paper's 8 stages, stage i at lr · 10^(-(i-1)/7)). The stages follow
+    the fraction of the run's steps done, with lengths in proportion 1 : 3 : 9 : ... : 2187, so
+    train.epochs = 3280 gives the paper's 1, 3, ..., 2187 epochs and another train.epochs scales
+    every stage by epochs / 3280."""
     min_lr: float = 0.0
     """The learning rate the "cosine" schedule ends at."""
     warmup_epochs: float = 5.0

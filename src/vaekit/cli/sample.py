@@ -181,7 +181,8 @@ def add_sample(sub: Subcommands) -> None:
         "--num-samples",
         type=int,
         default=None,
-        help="64 for an image grid, 1000 for numbers and vector figures, 10 per chain row",
+        help="default 64 for an image grid, else 1000; markov-chain: 10 chains on images (any "
+        "--format), 1000 on vectors; a conditional model: see --condition",
     )
     p.add_argument(
         "--format",
