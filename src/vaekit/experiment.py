@@ -187,6 +187,7 @@ def _train(
             standardization=dataset.standardization,
             feature_names=dataset.feature_names,
             num_classes=condition_size(model),
+            class_names=dataset.class_names,
         ),
         argv=argv,
         extend=extended,
@@ -203,6 +204,7 @@ def _train(
         trainer.model,
         dataset.standardization,
         dataset.feature_names,
+        dataset.class_names,
     )
 
 

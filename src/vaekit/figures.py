@@ -54,7 +54,13 @@ def render_run_figures(
         ]
     )
     written.append(
-        plots.save_latent_scatter(codes, labels, run.figure("latent"), title="Validation codes")
+        plots.save_latent_scatter(
+            codes,
+            labels,
+            run.figure("latent"),
+            title="Validation codes",
+            class_names=dataset.class_names,
+        )
     )
     if history:
         num_dims = math.prod(dataset.event_shape)
@@ -87,7 +93,10 @@ def _image_figures(
         rows = torch.arange(condition.dim).repeat_interleave(8).to(device)
         with model.given(rows):
             samples = sampler.sample(len(rows), generator=generator).cpu()
-        title = "Samples, one row per class (0 at the top)"
+        names = dataset.class_names
+        title = "Samples, one row per class " + (
+            f"({', '.join(names)} from the top)" if names else "(0 at the top)"
+        )
         grid = plots.save_image_grid(samples, run.figure("samples"), ncols=8, title=title)
     with _given(model, y):
         recon = model.reconstruct(x).cpu()

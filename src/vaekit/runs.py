@@ -15,7 +15,7 @@ import torch
 from vaekit.build import build_model, recipe_of
 from vaekit.config import Config, config_from_dict, config_to_dict
 from vaekit.data.standardize import Standardization
-from vaekit.errors import CheckpointError, ConfigError
+from vaekit.errors import CheckpointError, ConfigError, VaekitError
 from vaekit.files import write_json
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import RunDir
@@ -24,8 +24,9 @@ from vaekit.weights import RUN_FORMAT, RUN_FORMAT_VERSION, load_weights, read_js
 
 @dataclass(frozen=True)
 class Run:
-    """A loaded run: its directory, resolved config, data shape and model, and the
-    standardisation its data were trained with (``data.standardize``), if any."""
+    """A loaded run: its directory, resolved config, data shape and model, the standardisation
+    its data were trained with (``data.standardize``), if any, and the names of its data's
+    features and classes, where the data named them."""
 
     dir: RunDir
     config: Config
@@ -33,6 +34,27 @@ class Run:
     model: Autoencoder
     standardization: Standardization | None = None
     feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
+
+    def class_index(self, condition: str | int) -> int:
+        """The label of a conditional model's class given as its index or, where the data named
+        the classes, its name; ``VaekitError`` for a class the model does not know."""
+        count = condition_size(self.model)
+        if count is None:
+            raise VaekitError("a class applies to a conditional model (model.conditional = true)")
+        named = f" or one of: {', '.join(self.class_names)}" if self.class_names else ""
+        text = str(condition).strip()
+        if text in self.class_names:
+            return self.class_names.index(text)
+        if text.lstrip("-").isdigit() and 0 <= int(text) < count:
+            return int(text)
+        raise VaekitError(f"unknown class {text!r}: give a class index 0..{count - 1}{named}")
+
+    def class_label(self, index: int) -> str:
+        """How figures name class ``index``: its name where the data named the classes."""
+        if index < len(self.class_names):
+            return f"{index} ({self.class_names[index]})"
+        return str(index)
 
 
 # config.json's "model" entry for a model whose architecture was built in Python: the run holds
@@ -49,6 +71,7 @@ def write_run_config(
     standardization: Standardization | None = None,
     feature_names: tuple[str, ...] = (),
     num_classes: int | None = None,
+    class_names: tuple[str, ...] = (),
 ) -> None:
     """Write config.json: the fully resolved config plus what is needed to rebuild the model.
 
@@ -57,7 +80,7 @@ def write_run_config(
     ``standardization`` (the training split's feature statistics) lets commands map samples
     back to the data's units without loading the data; ``feature_names`` name the columns of
     vectors in figures and exported samples. ``num_classes`` is the size of a conditional
-    model's condition (its label count).
+    model's condition (its label count); ``class_names`` name the data's labels 0..K-1.
     """
     meta: dict[str, Any] = {
         "format": RUN_FORMAT,
@@ -76,6 +99,8 @@ def write_run_config(
         meta["feature_names"] = list(feature_names)
     if num_classes is not None:
         meta["num_classes"] = int(num_classes)
+    if class_names:
+        meta["class_names"] = list(class_names)
     write_json(run.config, meta)
 
 
@@ -99,9 +124,19 @@ def run_standardization(path: str | Path) -> Standardization | None:
 
 def run_feature_names(path: str | Path) -> tuple[str, ...]:
     """The names of a vector run's features (its CSV header), or () where none were recorded."""
-    names = _read_meta(path).get("feature_names", [])
+    return _names(path, "feature_names")
+
+
+def run_class_names(path: str | Path) -> tuple[str, ...]:
+    """The names of a run's classes (text labels, class folders), or () where none were
+    recorded."""
+    return _names(path, "class_names")
+
+
+def _names(path: str | Path, key: str) -> tuple[str, ...]:
+    names = _read_meta(path).get(key, [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise CheckpointError(f"{str(RunDir(Path(path)).config)!r}: feature_names is malformed")
+        raise CheckpointError(f"{str(RunDir(Path(path)).config)!r}: {key} is malformed")
     return tuple(names)
 
 
@@ -198,6 +233,7 @@ def load_run(
         model.to(device),
         run_standardization(path),
         run_feature_names(path),
+        run_class_names(path),
     )
 
 

@@ -136,6 +136,7 @@ def test_class_folders_label_each_image_by_its_sorted_folder_name(tmp_path: Path
     assert raw.train.y is not None and raw.train.y.dtype == torch.int64
     expected = (raw.train.x[:, 0, 0, 0] * 255).round().long() // 100  # ant 0, cat 1, zebra 2
     assert torch.equal(raw.train.y, expected) and raw.train.y.tolist().count(1) == 4
+    assert raw.class_names == ("ant", "cat", "zebra")
 
 
 @pytest.mark.parametrize("layout", ["a file beside the folders", "one folder only"])
@@ -146,7 +147,7 @@ def test_other_layouts_stay_unlabelled(tmp_path: Path, layout: str) -> None:
         grey_png(tmp_path / "two" / "0.png", 9)
         grey_png(tmp_path / "loose.png", 9)
     raw = load_image_folder(SourceOptions(root=tmp_path, path=tmp_path, image_size=4))
-    assert raw.train.y is None
+    assert raw.train.y is None and raw.class_names == ()
 
 
 def test_labels_stay_with_their_images_when_bad_files_are_skipped(tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ def test_streamed_splits_and_identity_equal_the_in_memory_ones(
     assert held.train.y is not None and streamed.train.y is not None
     assert torch.equal(streamed.train.y, held.train.y[:TRAIN_SAMPLE_POINTS])
     assert streamed.num_classes == held.num_classes == 2
+    assert streamed.class_names == held.class_names == ("sub0", "sub1")
     items = torch.stack([streamed.train_stream[i] for i in range(len(streamed.train_stream))])
     assert torch.equal(items, held.train.x)  # every training image, bit for bit
     assert held.train.x.is_contiguous() and streamed.val.x.is_contiguous()

@@ -67,8 +67,9 @@ def test_samplers_fitted_to_codes_draw_the_class_asked_for(
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["--condition", "10"], "a class in 0..9"),
-        (["--condition", "-1"], "a class in 0..9"),
+        (["--condition", "10"], "unknown class '10': give a class index 0..9"),
+        (["--condition", "-1"], "unknown class '-1': give a class index 0..9"),
+        (["--condition", "three"], "unknown class 'three': give a class index 0..9"),
     ],
 )
 def test_bad_conditions_are_refused(run: Path, argv: list[str], fragment: str, capsys) -> None:
@@ -158,3 +159,33 @@ def test_conditions_that_cannot_be_met_are_refused_before_a_run_exists(
         err = capsys.readouterr().err
         assert fragment in err and "Traceback" not in err
         assert not out.exists()
+
+
+def test_classes_named_by_the_data_are_asked_for_by_name(tmp_path: Path, capsys) -> None:
+    """A CSV label column of text names the classes: the run records the names (sorted, so
+    'heavy' is 0), --condition takes a name or an index, and an unknown one lists the names."""
+    rng = np.random.default_rng(0)
+    table = tmp_path / "items.csv"
+    lines = ["a,b,c,kind"]
+    for i in range(200):
+        kind = ("light", "heavy")[i % 2]
+        shift = 3.0 if kind == "heavy" else 0.0
+        lines.append(",".join(f"{v + shift:.4f}" for v in rng.normal(size=3)) + f",{kind}")
+    table.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "named"
+    settings = ["data.name='arrays'", f"data.path='{table}'", "data.label_column='kind'"]
+    settings += ["model.likelihood='gaussian'", "model.conditional=true", "data.limit=none"]
+    argv = ["train", "--config", TINY, "--out", str(out), "--quiet"]
+    assert main([*argv, *(x for s in settings for x in ("--set", s))]) == 0
+    assert json.loads((out / "config.json").read_text())["class_names"] == ["heavy", "light"]
+    draws = {}
+    for condition in ("heavy", "0", "light"):
+        path = tmp_path / f"{condition}.npy"
+        sample = ["sample", str(out), "--condition", condition, "--format", "npy", "--seed", "3"]
+        assert main([*sample, "--num-samples", "50", "--out", str(path)]) == 0
+        draws[condition] = np.load(path)
+    assert np.array_equal(draws["heavy"], draws["0"])  # the name is the index
+    assert not np.allclose(draws["heavy"], draws["light"])
+    capsys.readouterr()
+    assert main(["sample", str(out), "--condition", "medium"]) == 2
+    assert "give a class index 0..1 or one of: heavy, light" in capsys.readouterr().err

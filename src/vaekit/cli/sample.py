@@ -38,6 +38,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     condition = run.model.condition
     if condition is None and args.condition is not None:
         raise VaekitError("--condition applies to a conditional model (model.conditional = true)")
+    if args.condition is not None:  # a class name or index, from here on its index
+        args.condition = run.class_index(args.condition)
     if cls is MarkovChainSampler:
         return _sample_chain(args, run, generator)
     for option in ("steps", "start"):
@@ -65,7 +67,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     with run.model.given(labels):
         samples = sampler.sample(count, generator=generator).cpu()
     if images and args.format == "png":
-        title = f"{args.sampler} samples" + _condition_title(args, labels)
+        title = f"{args.sampler} samples" + _condition_title(args, run, labels)
         out = plots.save_image_grid(
             samples,
             output_path(args, run, f"sample-{args.sampler}" + _condition_name(args)),
@@ -87,10 +89,6 @@ def _sample_labels(args: argparse.Namespace, run: Run, default_count: int) -> to
         return None
     on = next(run.model.parameters()).device
     if args.condition is not None:
-        if not 0 <= args.condition < condition.dim:
-            raise VaekitError(
-                f"--condition must be a class in 0..{condition.dim - 1}, got {args.condition}"
-            )
         return torch.full((args.num_samples or default_count,), args.condition, device=on)
     if args.num_samples is not None:
         return torch.arange(args.num_samples, device=on) % condition.dim
@@ -101,11 +99,11 @@ def _condition_name(args: argparse.Namespace) -> str:
     return "" if args.condition is None else f"-class-{args.condition}"
 
 
-def _condition_title(args: argparse.Namespace, labels: torch.Tensor | None) -> str:
+def _condition_title(args: argparse.Namespace, run: Run, labels: torch.Tensor | None) -> str:
     if labels is None:
         return ""
     if args.condition is not None:
-        return f", class {args.condition}"
+        return f", class {run.class_label(args.condition)}"
     return ", one row per class" if args.num_samples is None else ", classes in turn"
 
 
@@ -150,7 +148,8 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
     with run.model.given(labels):
         trajectory = sampler.run(count, steps[-1], record=steps, generator=generator)
         rows = [sampler.decode_latent(trajectory.states[t].z, generator=generator) for t in steps]
-    title = f"Markov chain from {start} ({args.decode} decoding)" + _condition_title(args, labels)
+    title = f"Markov chain from {start} ({args.decode} decoding)"
+    title += _condition_title(args, run, labels)
     title = title.replace("one row per class", "one column per class")
     name = "sample-markov-chain" + _condition_name(args)
     name += "" if start == "prior" else f"-from-{start}"
@@ -212,8 +211,8 @@ def add_sample(sub: Subcommands) -> None:
     p.add_argument("--start", choices=STARTS, help="markov-chain: where chains start (prior)")
     p.add_argument(
         "--condition",
-        type=int,
         default=None,
-        help="a conditional model's class for every sample (default: one row of 8 per class; "
-        "for markov-chain, one chain per class)",
+        help="a conditional model's class for every sample, by index or by the name its data "
+        "gave it (a class folder, a text label); default: one row of 8 per class, for "
+        "markov-chain one chain per class",
     )

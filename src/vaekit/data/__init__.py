@@ -183,6 +183,7 @@ def load_dataset(
         extras=raw.extras,
         skipped=raw.skipped,
         feature_names=raw.feature_names,
+        class_names=raw.class_names,
         standardization=standardization,
     )
 

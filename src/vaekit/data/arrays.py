@@ -43,8 +43,9 @@ def load_arrays(options: SourceOptions) -> RawData:
             "in an .npz file save the labels as y"
         )
     names: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
     if path.suffix == ".csv":
-        arrays, names = read_csv(path, options.label_column)
+        arrays, names, classes = read_csv(path, options.label_column)
     else:
         arrays = _read(path)
     train = _to_split(arrays, "x_train" if "x_train" in arrays else "x", path)
@@ -55,6 +56,7 @@ def load_arrays(options: SourceOptions) -> RawData:
         test=test,
         value_range=cast(Literal["unit", "real"], value_range),
         feature_names=names,
+        class_names=classes,
     )
 
 
@@ -70,9 +72,11 @@ def to_event_layout(x: np.ndarray, *, source: str) -> np.ndarray:
     return x
 
 
-def read_csv(path: Path, label_column: str | None) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
-    """``{"x": [N, D] float64}`` (and ``"y"``) from a CSV file with a header row, and the names
-    of the D feature columns."""
+def read_csv(
+    path: Path, label_column: str | None
+) -> tuple[dict[str, np.ndarray], tuple[str, ...], tuple[str, ...]]:
+    """``{"x": [N, D] float64}`` (and ``"y"``) from a CSV file with a header row, the names of
+    the D feature columns, and the names of the classes where the labels are not 0..K-1."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -97,8 +101,9 @@ def read_csv(path: Path, label_column: str | None) -> tuple[dict[str, np.ndarray
         for name, cell in zip(header, row, strict=True):
             columns[name].append(cell.strip())
     arrays: dict[str, np.ndarray] = {}
+    classes: tuple[str, ...] = ()
     if label_column is not None:
-        arrays["y"] = _labels(columns.pop(label_column))
+        arrays["y"], classes = _labels(columns.pop(label_column))
     features = []
     for name, cells in columns.items():
         try:
@@ -112,7 +117,7 @@ def read_csv(path: Path, label_column: str | None) -> tuple[dict[str, np.ndarray
     if not features:
         raise DataError(f"{path}: no feature columns besides the label column {label_column!r}")
     arrays["x"] = np.stack(features, axis=1)
-    return arrays, tuple(columns)
+    return arrays, tuple(columns), classes
 
 
 def _is_number(text: str) -> bool:
@@ -123,13 +128,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _labels(cells: list[str]) -> np.ndarray:
-    """Integers 0..K-1 as given; any other values become their index in sorted order."""
+def _labels(cells: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integers 0..K-1 as given (no class names); any other values become their index in
+    sorted order, and the sorted values are the class names."""
     if all(cell.isdigit() for cell in cells):
-        return np.array([int(cell) for cell in cells], dtype=np.int64)
+        return np.array([int(cell) for cell in cells], dtype=np.int64), ()
     classes = sorted(set(cells))
     index = {name: i for i, name in enumerate(classes)}
-    return np.array([index[cell] for cell in cells], dtype=np.int64)
+    return np.array([index[cell] for cell in cells], dtype=np.int64), tuple(classes)
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

@@ -38,6 +38,8 @@ class RawData:
     ``extras`` holds known ground truth, e.g. the pPCA parameters ``W``, ``mu``, ``sigma``.
     ``skipped`` names the files left out as unreadable (``SourceOptions.skip_bad_files``).
     ``feature_names`` names the features of vectors (a CSV file's header), or is empty.
+    ``class_names`` names the labels 0..K-1 where the source names them (a CSV label column of
+    text, class folders), or is empty.
     """
 
     train: Split
@@ -46,6 +48,7 @@ class RawData:
     extras: dict[str, Tensor] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()  # unreadable files left out (``skip_bad_files``)
     feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Dataset:
     extras: dict[str, Tensor] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
     feature_names: tuple[str, ...] = ()  # the names of a vector's features (a CSV header)
+    class_names: tuple[str, ...] = ()  # the names of labels 0..K-1 (text labels, class folders)
     # per-feature statistics the splits were standardised with (``data.standardize``), or None
     standardization: Standardization | None = None
     # the training images read from disk batch by batch (items float [C, H, W]), or None; when

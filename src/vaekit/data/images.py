@@ -41,20 +41,26 @@ class ImageFiles:
     crop: int | None = None
     class_root: Path | None = None
 
-    def labels_of_kept(self, skipped: Sequence[str]) -> torch.Tensor | None:
+    def labels_of_kept(self, skipped: Sequence[str]) -> tuple[torch.Tensor | None, tuple[str, ...]]:
         """The class labels of the training files that were read (all but ``skipped``), int64
-        [N], or None where they are not a folder of class folders."""
+        [N], and the class names; (None, ()) where they are not a folder of class folders."""
         if self.class_root is None:
-            return None
+            return None, ()
         left_out = set(skipped)
         kept = [path for path in self.train if str(path) not in left_out]
-        labels = class_folder_labels(self.class_root, kept)
-        return None if labels is None else torch.tensor(labels, dtype=torch.int64)
+        found = class_folder_labels(self.class_root, kept)
+        if found is None:
+            return None, ()
+        labels, classes = found
+        return torch.tensor(labels, dtype=torch.int64), classes
 
 
-def class_folder_labels(folder: Path, files: Sequence[Path]) -> list[int] | None:
-    """Each file's class: the index of its first-level subfolder of ``folder`` among the sorted
-    subfolder names, when every file lies in one and there are two or more; else None."""
+def class_folder_labels(
+    folder: Path, files: Sequence[Path]
+) -> tuple[list[int], tuple[str, ...]] | None:
+    """Each file's class, the index of its first-level subfolder of ``folder`` among the sorted
+    subfolder names, and those names, when every file lies in one and there are two or more;
+    else None."""
     parts = [path.relative_to(folder).parts for path in files]
     if any(len(p) < 2 for p in parts):
         return None
@@ -62,7 +68,7 @@ def class_folder_labels(folder: Path, files: Sequence[Path]) -> list[int] | None
     if len(classes) < 2:
         return None
     index = {name: i for i, name in enumerate(classes)}
-    return [index[p[0]] for p in parts]
+    return [index[p[0]] for p in parts], tuple(classes)
 
 
 def image_folder_files(options: SourceOptions) -> ImageFiles:
@@ -125,11 +131,17 @@ IMAGE_SOURCES: dict[str, Callable[[SourceOptions], ImageFiles]] = {
 
 def _load(files: ImageFiles, options: SourceOptions) -> RawData:
     train, skipped = read_images(files.train, options, crop=files.crop)
-    train_split = Split(x=train, y=files.labels_of_kept(skipped))
+    labels, classes = files.labels_of_kept(skipped)
+    train_split = Split(x=train, y=labels)
     if files.test is None:
-        return RawData(train=train_split, test=None, skipped=skipped)
+        return RawData(train=train_split, test=None, skipped=skipped, class_names=classes)
     test, skipped_test = read_images(files.test, options, crop=files.crop)
-    return RawData(train=train_split, test=Split(x=test), skipped=skipped + skipped_test)
+    return RawData(
+        train=train_split,
+        test=Split(x=test),
+        skipped=skipped + skipped_test,
+        class_names=classes,
+    )
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -51,11 +51,12 @@ TRAIN_SAMPLE_POINTS = 1000
 class StreamedImages:
     """The caches of a streamed image source: training images, test images when the source
     has its own test split (else one is carved from the training images), and the training
-    images' labels, row by row (None: unlabelled)."""
+    images' labels, row by row (None: unlabelled), with the class names."""
 
     train: ImageCache
     test: ImageCache | None
     train_labels: Tensor | None = None
+    class_names: tuple[str, ...] = ()
 
     @property
     def skipped(self) -> tuple[str, ...]:
@@ -113,7 +114,7 @@ def open_streamed(name: str, options: SourceOptions) -> StreamedImages | None:
             return None
     test = open_cache(files.test, options, crop=files.crop) if files.test is not None else None
     train = open_cache(files.train, options, crop=files.crop)
-    return StreamedImages(train, test, files.labels_of_kept(train.skipped))
+    return StreamedImages(train, test, *files.labels_of_kept(train.skipped))
 
 
 def decoded_bytes(mode: str, size: int) -> int:
@@ -191,6 +192,7 @@ def streamed_dataset(
         binarize=binarize,
         identity=identity,
         skipped=images.skipped,
+        class_names=images.class_names,
         train_stream=CachedImages(images.train, train_rows),
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,19 @@ def _discrete_classes(labels: Tensor) -> list[int] | None:
 
 
 def save_latent_scatter(
-    z: Tensor, labels: Tensor | None, path: str | Path, *, title: str | None = None
+    z: Tensor,
+    labels: Tensor | None,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    class_names: Sequence[str] = (),
 ) -> Path:
     """Scatter latent codes `z` [N, D], coloured by `labels` [N] when given.
 
     D = 1 is spread vertically by jitter (one strip per class), D = 2 is drawn as is, D > 2 is
     projected on its first two principal components. Integer labels with at most 10 values get
-    a legend (tab10); any other labels a colorbar.
+    a legend (tab10), naming label k ``class_names[k]`` where given; any other labels a
+    colorbar.
     """
     if z.ndim != 2 or len(z) == 0:
         raise ValueError(f"z must be a non-empty [N, D] tensor, got shape {tuple(z.shape)}")
@@ -62,6 +68,10 @@ def save_latent_scatter(
         points = centred @ vt[:2].T  # [N, 2]
         xlabel, ylabel = (f"PC{i + 1} ({100 * explained[i]:.0f}% var)" for i in range(2))
     order = rng.permutation(n)  # no class hides under the last-drawn one
+
+    def name(c: int) -> str:
+        return class_names[c] if 0 <= c < len(class_names) else str(c)
+
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(6.0, 5.0))
         ax = fig.add_subplot()
@@ -73,7 +83,7 @@ def save_latent_scatter(
             rank = {c: c if digits else i for i, c in enumerate(classes)}
             colour = palette[[rank[int(v)] for v in values[order]]]
             handles = [
-                Line2D([], [], ls="", marker="o", color=palette[rank[c]], label=str(c))
+                Line2D([], [], ls="", marker="o", color=palette[rank[c]], label=name(c))
                 for c in classes
             ]
             ax.legend(handles=handles, title="label", loc="upper left", bbox_to_anchor=(1, 1))
@@ -85,7 +95,7 @@ def save_latent_scatter(
         if cmap is not None:
             fig.colorbar(mappable, ax=ax, label="label", alpha=1.0)
         if d == 1:
-            ax.set_yticks(range(len(classes)) if classes else [], [str(c) for c in classes or []])
+            ax.set_yticks(range(len(classes)) if classes else [], [name(c) for c in classes or []])
         else:
             ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel(xlabel)
