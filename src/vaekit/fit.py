@@ -50,6 +50,7 @@ def fit(
     overwrite: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    class_names: Sequence[str] = (),
     **options: Any,
 ) -> Autoencoder:
     """Train ``model`` on ``train`` (validating on ``val`` each epoch, if given); returns it.
@@ -78,6 +79,8 @@ def fit(
         overwrite: replace an existing run in ``out``.
         progress: a progress bar per epoch (default: when stderr is a terminal).
         log: receives one human-readable line per epoch (e.g. ``print``).
+        class_names: the names of the labels 0..K-1, kept in the run so that figures name
+            the classes and ``vaekit sample RUN --condition NAME`` finds them.
         **options: the ``[train]`` settings of a recipe: ``epochs``, ``batch_size``, ``lr``,
             ``schedule``, ``warmup_epochs``, ``precision``, ``compile``, ``accelerate``,
             ``seed``, ``device``, ... (see the configuration reference). Unknown names and
@@ -108,6 +111,7 @@ def fit(
     if binarize == "dynamic" and not bool(((sample >= 0) & (sample <= 1)).all()):
         raise DataError("binarize='dynamic' needs data in [0, 1]; rescale the data first")
     data = TrainingData(train_source, val_source, event_shape, binarize)
+    names = _check_class_names(class_names, data)
 
     set_deterministic(train_cfg.deterministic)
     seed_everything(train_cfg.seed)
@@ -149,6 +153,7 @@ def fit(
                 event_shape,
                 python_class=python_class,
                 num_classes=condition_size(model),
+                class_names=names,
             )
 
         facts = {"dataset": PYTHON_DATA, "dataset_identity": source_identity(train_source, sample)}
@@ -163,7 +168,7 @@ def fit(
             argv=None,
         )
         if run is not None and len(event_shape) in (1, 3):
-            figures = _figure_data(data, sample)
+            figures = _figure_data(data, sample, names)
             world.run_on_main(
                 lambda: render_run_figures(
                     trainer.model, figures, run, trainer.history, seed=train_cfg.seed
@@ -187,7 +192,27 @@ def _check_same_settings(run: RunDir, config: Config) -> None:
                 )
 
 
-def _figure_data(data: TrainingData, sample: torch.Tensor) -> Dataset:
+def _check_class_names(class_names: Sequence[str], data: TrainingData) -> tuple[str, ...]:
+    """``class_names`` as a tuple, refused unless they are distinct strings, one for every label
+    of the data held in memory."""
+    names = tuple(class_names)
+    if not names:
+        return names
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ConfigError("class_names must be distinct strings, one per label 0..K-1")
+    for source in (data.train, data.val):
+        y = source.y if isinstance(source, InMemory) else None
+        if y is not None and len(y) and not 0 <= int(y.min()) <= int(y.max()) < len(names):
+            raise DataError(
+                f"the labels run from {int(y.min())} to {int(y.max())}, but class_names names "
+                f"{len(names)} classes (0..{len(names) - 1}); give one name per label"
+            )
+    return names
+
+
+def _figure_data(
+    data: TrainingData, sample: torch.Tensor, class_names: tuple[str, ...] = ()
+) -> Dataset:
     """A small in-memory Dataset for the run's figures: the data where they are in memory, with
     their labels (which colour the latent map, and condition a conditional model), else the
     first training batch."""
@@ -207,6 +232,7 @@ def _figure_data(data: TrainingData, sample: torch.Tensor) -> Dataset:
         value_range="unit",
         binarize=data.binarize,
         identity="",
+        class_names=class_names,
     )
 
 

@@ -207,6 +207,37 @@ def test_data_of_the_wrong_kind_is_refused_with_what_to_pass() -> None:
         vaekit.fit(user_model(), torch.full((4, *EVENT), float("nan")))
 
 
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array(["cat", "dog"] * 16), "np.unique\\(y, return_inverse=True\\)"),
+        (torch.rand(32), "whole numbers"),
+        (torch.tensor([float("inf")] * 32), "whole numbers"),
+        (torch.zeros(31, dtype=torch.int64), "shape \\[32\\]"),
+    ],
+)
+def test_labels_that_are_not_class_indices_are_refused_saying_how_to_make_them(
+    images: torch.Tensor, labels: object, message: str
+) -> None:
+    with pytest.raises(vaekit.VaekitError, match=message):
+        vaekit.fit(user_model(), (images[:32], labels), **OPTIONS)
+
+
+def test_class_names_are_kept_in_the_run(images: torch.Tensor, tmp_path: Path) -> None:
+    names, y = np.unique(
+        np.array(["square", "bar", "dot"] * 40)[: len(images)], return_inverse=True
+    )
+    assert list(names) == ["bar", "dot", "square"]
+    model = user_model()
+    vaekit.fit(model, (images, y.astype(float)), out=tmp_path / "r", class_names=names, **OPTIONS)
+    meta = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert meta["class_names"] == ["bar", "dot", "square"]
+    with pytest.raises(vaekit.VaekitError, match="one name per label"):
+        vaekit.fit(user_model(), (images, y), class_names=["bar", "dot"], **OPTIONS)
+    with pytest.raises(vaekit.VaekitError, match="distinct strings"):
+        vaekit.fit(user_model(), (images, y), class_names=["a", "a", "b"], **OPTIONS)
+
+
 class _ItemDataset(Dataset):
     """A map-style dataset yielding bare tensors."""
 

@@ -58,10 +58,25 @@ def _as_float(x: Any, what: str) -> Tensor:
 
 
 def _labels(y: Any, n: int, what: str) -> Tensor:
-    labels = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y)
-    if labels.shape != (n,):
-        raise DataError(f"{what}: labels must have shape [{n}], got {list(labels.shape)}")
-    return labels.to(torch.int64)
+    """Integer class labels [n]; names, fractions and other values are refused, saying how to
+    turn names into labels."""
+    if not isinstance(y, Tensor):
+        array = np.asarray(y)
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise DataError(
+                f"{what}: labels must be integers 0..K-1, got values of type {array.dtype}; "
+                "turn names into labels with names, y = np.unique(y, return_inverse=True) and "
+                "pass class_names=names to vaekit.fit"
+            )
+        y = torch.from_numpy(np.ascontiguousarray(array))
+    if y.shape != (n,):
+        raise DataError(f"{what}: labels must have shape [{n}], got {list(y.shape)}")
+    whole = not y.is_complex() and (
+        not y.is_floating_point() or bool((torch.isfinite(y) & (y == y.round())).all())
+    )
+    if not whole:
+        raise DataError(f"{what}: labels must be whole numbers (class indices 0..K-1)")
+    return y.to(torch.int64)
 
 
 def _in_memory(x: Any, y: Any, what: str) -> InMemory:
