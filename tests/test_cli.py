@@ -108,6 +108,10 @@ def test_bad_input_is_one_clear_error(argv: list[str], message: str, capsys, tmp
         ([], "vaekit: error: the following arguments are required: COMMAND; see 'vaekit --help'"),
         (["sample"], "vaekit sample: the following arguments are required: run"),
         (["train", "--bogus", "1"], "vaekit train: unrecognized arguments: --bogus 1"),
+        (
+            ["--bogus", "train"],
+            "vaekit: error: unrecognized arguments: --bogus; see 'vaekit --help'",
+        ),
         (["train", "--config"], "vaekit train: argument --config: expected one argument"),
         (["data", "fetch"], "see 'vaekit data fetch --help'"),
         (["sample", "r", "--decode", "median"], "argument --decode: invalid choice: 'median'"),

@@ -258,7 +258,8 @@ def _condition(cfg: ModelConfig, num_classes: int | None) -> Condition | None:
     if num_classes is None or num_classes < 1:
         raise DataError(
             "model.conditional = true needs class labels: train on a labelled dataset (digits, "
-            "mnist, an image folder of class folders, a table with data.label_column)"
+            "mnist, a table with data.label_column, or an image folder of class folders, "
+            "where every readable image sits in a subfolder of the folder, two or more of them)"
         )
     for name, differs in (
         ("prior", cfg.prior == "vamp"),

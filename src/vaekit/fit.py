@@ -111,7 +111,7 @@ def fit(
     if binarize == "dynamic" and not bool(((sample >= 0) & (sample <= 1)).all()):
         raise DataError("binarize='dynamic' needs data in [0, 1]; rescale the data first")
     data = TrainingData(train_source, val_source, event_shape, binarize)
-    names = _check_class_names(class_names, data)
+    names = _check_class_names(class_names, data, condition_size(model))
 
     set_deterministic(train_cfg.deterministic)
     seed_everything(train_cfg.seed)
@@ -192,14 +192,23 @@ def _check_same_settings(run: RunDir, config: Config) -> None:
                 )
 
 
-def _check_class_names(class_names: Sequence[str], data: TrainingData) -> tuple[str, ...]:
+def _check_class_names(
+    class_names: Sequence[str], data: TrainingData, model_classes: int | None
+) -> tuple[str, ...]:
     """``class_names`` as a tuple, refused unless they are distinct strings, one for every label
-    of the data held in memory."""
+    of the data held in memory and, for a conditional model, one for each of its classes."""
+    if isinstance(class_names, str):
+        raise ConfigError("class_names must be a list of names, one per label, not one string")
     names = tuple(class_names)
     if not names:
         return names
     if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
         raise ConfigError("class_names must be distinct strings, one per label 0..K-1")
+    if model_classes is not None and len(names) != model_classes:
+        raise ConfigError(
+            f"the model is conditioned on {model_classes} classes but class_names names "
+            f"{len(names)}; give one name per class"
+        )
     for source in (data.train, data.val):
         y = source.y if isinstance(source, InMemory) else None
         if y is not None and len(y) and not 0 <= int(y.min()) <= int(y.max()) < len(names):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,13 +43,16 @@ class Run:
         count = condition_size(self.model)
         if count is None:
             raise VaekitError("a class applies to a conditional model (model.conditional = true)")
-        named = f" or one of: {', '.join(self.class_names)}" if self.class_names else ""
+        named = f" or one of: {', '.join(self.class_names[:count])}" if self.class_names else ""
         text = str(condition).strip()
-        if text in self.class_names:
-            return self.class_names.index(text)
-        if text.lstrip("-").isdigit() and 0 <= int(text) < count:
-            return int(text)
-        raise VaekitError(f"unknown class {text!r}: give a class index 0..{count - 1}{named}")
+        # a name first: class folders named 0, 1, ... are numbered by their value, so a name
+        # that is a number is that class where the names run 0..K-1
+        index = self.class_names.index(text) if text in self.class_names else None
+        if index is None and re.fullmatch(r"[0-9]+", text):
+            index = int(text)
+        if index is None or index >= count:
+            raise VaekitError(f"unknown class {text!r}: give a class index 0..{count - 1}{named}")
+        return index
 
     def class_label(self, index: int) -> str:
         """How figures name class ``index``: its name where the data named the classes."""

@@ -236,6 +236,12 @@ def test_class_names_are_kept_in_the_run(images: torch.Tensor, tmp_path: Path) -
         vaekit.fit(user_model(), (images, y), class_names=["bar", "dot"], **OPTIONS)
     with pytest.raises(vaekit.VaekitError, match="distinct strings"):
         vaekit.fit(user_model(), (images, y), class_names=["a", "a", "b"], **OPTIONS)
+    with pytest.raises(vaekit.VaekitError, match="a list of names"):
+        vaekit.fit(user_model(), (images, y), class_names="abc", **OPTIONS)
+    config = vaekit.config.ModelConfig(hidden=(8,), latent_dim=LATENT, conditional=True)
+    conditional = vaekit.build_model(config, EVENT, num_classes=3)
+    with pytest.raises(vaekit.VaekitError, match="conditioned on 3 classes but class_names"):
+        vaekit.fit(conditional, (images, y), class_names=[*names, "star"], **OPTIONS)
 
 
 class _ItemDataset(Dataset):

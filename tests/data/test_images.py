@@ -174,3 +174,27 @@ def test_a_folder_of_class_folders_has_classes_in_every_split(tmp_path: Path) ->
     for split in (dataset.train, dataset.val, dataset.test):
         assert split.y is not None
         assert torch.equal(split.y, (split.x[:, 0, 0, 0] * 255).round().long() // 100)
+
+
+def test_hidden_entries_are_left_out_and_linked_folders_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    for i in range(2):
+        grey_png(outside / f"{i}.png", 100)
+    folder = tmp_path / "data"
+    grey_png(folder / "a" / "0.png", 0)
+    grey_png(folder / "a" / ".thumb.png", 50)  # hidden file
+    grey_png(folder / ".ipynb_checkpoints" / "0-checkpoint.png", 50)  # hidden folder
+    (folder / "b").symlink_to(outside, target_is_directory=True)  # a linked class folder
+    (folder / "a" / "loop").symlink_to(folder, target_is_directory=True)  # a link back up
+    raw = load_image_folder(SourceOptions(root=tmp_path, path=folder, image_size=4))
+    assert raw.class_names == ("a", "b") and raw.train.y is not None
+    assert raw.train.y.tolist() == [0, 1, 1]
+    assert torch.equal(raw.train.y, (raw.train.x[:, 0, 0, 0] * 255).round().long() // 100)
+
+
+def test_folders_named_by_numbers_go_by_value(tmp_path: Path) -> None:
+    for name in ("10", "2", "0", "1"):
+        grey_png(tmp_path / name / "x.png", 0)
+    raw = load_image_folder(SourceOptions(root=tmp_path, path=tmp_path, image_size=4))
+    assert raw.class_names == ("0", "1", "2", "10")
+    assert raw.train.y is not None and raw.train.y.tolist() == [0, 1, 3, 2]  # files in path order

@@ -21,20 +21,21 @@ from vaekit.data import SourceOptions, load_dataset
 from vaekit.data import image_cache as image_cache_module
 from vaekit.data.image_cache import CACHE_FOLDER, CachedImages
 from vaekit.data.sources import Streamed, from_dataset
-from vaekit.data.streamed import MEMORY_BUDGET_ENV, TRAIN_SAMPLE_POINTS
+from vaekit.data.streamed import MEMORY_BUDGET_ENV, sample_rows
 from vaekit.errors import DataError
 
 TINY = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
 
 
-def write_folder(folder: Path, count: int = 60, *, seed: int = 0) -> Path:
-    """``count`` PNGs, mostly 16x16 RGB, every fifth grey and every seventh not square."""
+def write_folder(folder: Path, count: int = 60, *, seed: int = 0, classes: bool = True) -> Path:
+    """``count`` PNGs, mostly 16x16 RGB, every fifth grey and every seventh not square; in two
+    class folders sub0 and sub1, or with ``classes=False`` directly in ``folder``."""
     rng = np.random.default_rng(seed)
     for i in range(count):
         shape: tuple[int, ...] = (16, 16) if i % 5 == 0 else (16, 16, 3)
         if i % 7 == 0:
             shape = (19, 23, *shape[2:])
-        path = folder / f"sub{i % 2}" / f"{i:03d}.png"
+        path = folder / f"sub{i % 2}" / f"{i:03d}.png" if classes else folder / f"{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
     return folder
@@ -77,30 +78,43 @@ class DecodeCounter:
         {"binarize": "dynamic", "val_from": "tail"},
         {"val_size": 0, "limit": 50},
         {"val_size": 12, "seed": 3, "channels": 1},
+        {"flat": True},
     ],
 )
 def test_streamed_splits_and_identity_equal_the_in_memory_ones(
-    folder: Path, settings: dict[str, Any]
+    tmp_path: Path, settings: dict[str, Any]
 ) -> None:
     settings = dict(settings)
+    flat = settings.pop("flat", False)
+    folder = write_folder(tmp_path / "images", classes=not flat)
     source = {"channels": settings.pop("channels")} if "channels" in settings else {}
     held = load_dataset("image-folder", options=options(folder, True, **source), **settings)
     streamed = load_dataset("image-folder", options=options(folder, False, **source), **settings)
     assert held.train_stream is None and isinstance(streamed.train_stream, CachedImages)
     assert streamed.identity == held.identity
     assert streamed.event_shape == held.event_shape == ((1,) if source else (3,)) + (16, 16)
+    sample = sample_rows(len(held.train), settings.get("seed", 0))
     for split in ("val", "test"):
         assert torch.equal(getattr(streamed, split).x, getattr(held, split).x), split
         labels = getattr(streamed, split).y  # the folder's class folders, sub0 and sub1
-        assert labels is not None and torch.equal(labels, getattr(held, split).y), split
-    assert held.train.y is not None and streamed.train.y is not None
-    assert torch.equal(streamed.train.y, held.train.y[:TRAIN_SAMPLE_POINTS])
-    assert streamed.num_classes == held.num_classes == 2
-    assert streamed.class_names == held.class_names == ("sub0", "sub1")
+        if flat:
+            assert labels is None and getattr(held, split).y is None
+        else:
+            assert labels is not None and torch.equal(labels, getattr(held, split).y), split
+    if flat:
+        assert streamed.train.y is None and streamed.train_stream_labels is None
+        assert streamed.num_classes is None and streamed.class_names == ()
+    else:
+        assert held.train.y is not None and streamed.train.y is not None
+        assert torch.equal(streamed.train.y, held.train.y[sample])
+        assert streamed.train_stream_labels is not None
+        assert torch.equal(streamed.train_stream_labels, held.train.y)
+        assert streamed.num_classes == held.num_classes == 2
+        assert streamed.class_names == held.class_names == ("sub0", "sub1")
     items = torch.stack([streamed.train_stream[i] for i in range(len(streamed.train_stream))])
     assert torch.equal(items, held.train.x)  # every training image, bit for bit
     assert held.train.x.is_contiguous() and streamed.val.x.is_contiguous()
-    assert torch.equal(streamed.train.x, held.train.x[:TRAIN_SAMPLE_POINTS])
+    assert torch.equal(streamed.train.x, held.train.x[sample])
     batch = streamed.train_stream.__getitems__([5, 0, 1, 2])
     assert torch.equal(torch.stack(batch), held.train.x[[5, 0, 1, 2]])
 
@@ -110,6 +124,41 @@ def test_the_train_sample_is_bounded(folder: Path, monkeypatch: pytest.MonkeyPat
     streamed = load_dataset("image-folder", options=options(folder, False))
     assert len(streamed.train) == 7 and len(from_dataset(streamed).train) == 60 - 6 - 5
     # 60 images: 6 (a tenth) carved for test, 5 (a tenth of the other 54) for validation
+
+
+def test_the_train_sample_is_drawn_from_the_whole_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vaekit.data.streamed.TRAIN_SAMPLE_POINTS", 100)
+    rows = sample_rows(1000, seed=0)
+    assert len(rows) == 100 and torch.equal(rows, rows.sort().values)
+    assert int(rows.max()) > 500 and not torch.equal(rows, sample_rows(1000, seed=1))
+    assert torch.equal(sample_rows(50, seed=0), torch.arange(50))  # fewer: all, in order
+
+
+def test_a_moved_folder_reuses_its_cache_with_its_labels_and_skipped_files(
+    tmp_path: Path,
+) -> None:
+    """The cache is keyed by names relative to the folder: after a move it is reused, and the
+    skipped files and labels follow the files as they are named now."""
+    folder = write_folder(tmp_path / "images")
+    (folder / "sub0" / "bad.png").write_bytes(b"not a png")
+    (folder / "sub1" / "000x.png").write_bytes(b"not a png either")
+    skip = {"skip_bad_files": True}
+    first = load_dataset("image-folder", options=options(folder, False, **skip))
+    moved = folder.rename(tmp_path / "elsewhere")
+    held = load_dataset("image-folder", options=options(moved, True, **skip))
+    again = load_dataset("image-folder", options=options(moved, False, **skip))
+    assert len(list((tmp_path / "cache" / CACHE_FOLDER).glob("*.npy"))) == 1  # reused
+    assert (
+        again.skipped
+        == held.skipped
+        == (
+            str(moved / "sub0" / "bad.png"),
+            str(moved / "sub1" / "000x.png"),
+        )
+    )
+    assert again.identity == held.identity == first.identity
+    assert again.train_stream_labels is not None and held.train.y is not None
+    assert torch.equal(again.train_stream_labels, held.train.y)
 
 
 def test_workers_read_the_same_batches(folder: Path) -> None:

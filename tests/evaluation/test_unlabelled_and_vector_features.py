@@ -141,6 +141,22 @@ def test_a_streamed_training_split_trains_the_same_weights(unlabelled: Dataset) 
     assert extractor_module.train_extractor(spec, streamed).hash == in_memory.hash
 
 
+def test_a_streamed_labelled_split_trains_the_same_classifier(digits: Dataset) -> None:
+    spec = extractor_spec(digits.event_shape, digits.num_classes, min_steps=20)
+    in_memory = extractor_module.train_extractor(spec, digits)
+    sample = Split(digits.train.x[:100], digits.train.y[:100])  # a streamed dataset's sample
+    streamed = replace(
+        digits,
+        train=sample,
+        train_stream=ImageStream(digits.train.x),
+        train_stream_labels=digits.train.y,
+    )
+    assert extractor_module.train_extractor(spec, streamed).hash == in_memory.hash
+    unlabelled_stream = replace(streamed, train_stream_labels=None)
+    with pytest.raises(ValueError, match="no labels"):
+        extractor_module.train_extractor(spec, unlabelled_stream)
+
+
 def test_labelled_images_keep_the_classifier(digits: Dataset, cache: ExtractorCache) -> None:
     classifier = features_for(digits, cache, min_steps=10)
     assert isinstance(classifier, FeatureExtractor)

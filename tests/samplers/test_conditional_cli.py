@@ -70,6 +70,8 @@ def test_samplers_fitted_to_codes_draw_the_class_asked_for(
         (["--condition", "10"], "unknown class '10': give a class index 0..9"),
         (["--condition", "-1"], "unknown class '-1': give a class index 0..9"),
         (["--condition", "three"], "unknown class 'three': give a class index 0..9"),
+        (["--condition=--1"], "unknown class '--1'"),
+        (["--condition", "²"], "unknown class '²'"),
     ],
 )
 def test_bad_conditions_are_refused(run: Path, argv: list[str], fragment: str, capsys) -> None:
@@ -189,3 +191,25 @@ def test_classes_named_by_the_data_are_asked_for_by_name(tmp_path: Path, capsys)
     capsys.readouterr()
     assert main(["sample", str(out), "--condition", "medium"]) == 2
     assert "give a class index 0..1 or one of: heavy, light" in capsys.readouterr().err
+
+
+def test_a_limit_that_leaves_a_named_class_out_still_knows_every_class(
+    tmp_path: Path, capsys
+) -> None:
+    """data.limit keeps the first images in path order, here none of 'cat': the model is still
+    built for the three named classes, and asking for 'cat' draws (an unseen class) instead of
+    failing."""
+    rng = np.random.default_rng(0)
+    for name in ("ant", "bee", "cat"):
+        for i in range(60):
+            path = tmp_path / "kinds" / name / f"{i:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(path)
+    out = tmp_path / "run"
+    settings = ["data.name='image-folder'", f"data.path='{tmp_path / 'kinds'}'", "data.limit=100"]
+    settings += ["data.image_size=8", "data.channels=1", "model.conditional=true"]
+    argv = ["train", "--config", TINY, "--out", str(out), "--quiet"]
+    assert main([*argv, *(x for s in settings for x in ("--set", s))]) == 0
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["num_classes"] == 3 and meta["class_names"] == ["ant", "bee", "cat"]
+    assert main(["sample", str(out), "--condition", "cat", "--out", str(tmp_path / "c.png")]) == 0

@@ -54,9 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:  # --help, --version and argument errors (one line, see common.Parser) exit here
-        args, unknown = build_parser().parse_known_args(argv)
-        if unknown:  # blamed on the subcommand that was given them, not on the top level
-            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # blamed on the subcommand that was given them, or on the top level
+            before = argv.index(args.command) if args.command in argv else len(argv)
+            owner = parser if argv.index(unknown[0]) < before else args.parser
+            owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 2
     args.argv = argv  # recorded in each run's provenance

@@ -8,14 +8,12 @@ Image sources too large for memory are streamed from a cache on disk (``streamed
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from vaekit.errors import DataError
 
@@ -25,6 +23,7 @@ from .batches import iterate_batches
 from .binarize import binarize_batch, binarize_splits
 from .digits import load_digits
 from .fetch import fetch
+from .identity import dataset_identity
 from .images import load_celeba, load_image_folder
 from .mnist import load_fashion_mnist, load_mnist
 from .splits import carve, held_out_count, take_first
@@ -186,28 +185,6 @@ def load_dataset(
         class_names=raw.class_names,
         standardization=standardization,
     )
-
-
-def dataset_identity(
-    name: str, binarize: Binarization, splits: dict[str, Split], extras: dict[str, Tensor]
-) -> str:
-    """First 16 hex digits of a sha256 over the name, binarisation and every tensor's bytes.
-
-    Two runs share an identity exactly when they saw the same data, whatever file it came from.
-    """
-    digest = hashlib.sha256(f"{name}\0{binarize}".encode())
-    tensors: list[tuple[str, Tensor | None]] = []
-    for split_name, split in splits.items():
-        tensors += [(f"{split_name}.x", split.x), (f"{split_name}.y", split.y)]
-    tensors += sorted(extras.items())
-    for key, tensor in tensors:
-        digest.update(f"\0{key}".encode())
-        if tensor is None:
-            continue
-        digest.update(f":{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy().data)  # raw bytes, no copy
-    return digest.hexdigest()[:16]
 
 
 def _check_value_range(name: str, raw: RawData) -> None:

@@ -94,8 +94,10 @@ class Dataset:
     # per-feature statistics the splits were standardised with (``data.standardize``), or None
     standardization: Standardization | None = None
     # the training images read from disk batch by batch (items float [C, H, W]), or None; when
-    # set, ``train`` holds only the first of them (see vaekit.data.streamed)
+    # set, ``train`` holds only a sample of them (see vaekit.data.streamed)
     train_stream: TorchDataset[Tensor] | None = None
+    # the labels of every streamed training image, in the stream's order, or None
+    train_stream_labels: Tensor | None = None
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -116,6 +118,12 @@ class Dataset:
             return self.train.x[index]
         return torch.stack([self.train_stream[i] for i in index.tolist()])
 
+    def train_labels(self, index: Tensor) -> Tensor | None:
+        """Labels of the training points at ``index`` (as ``train_points``), or None."""
+        if self.train_stream is None:
+            return None if self.train.y is None else self.train.y[index]
+        return None if self.train_stream_labels is None else self.train_stream_labels[index]
+
     @property
     def is_images(self) -> bool:
         """Whether a datapoint is an image [C, H, W] (else a vector [D])."""
@@ -123,10 +131,13 @@ class Dataset:
 
     @property
     def num_classes(self) -> int | None:
-        """Number of label classes (the largest label of any split, plus one), or None when the
-        data have no labels. A streamed training split holds only a sample in ``train``, so the
-        held-out splits count too."""
-        labels = [s.y for s in (self.train, self.val, self.test) if s.y is not None and len(s.y)]
+        """Number of label classes, or None when the data have no labels: the classes the data
+        name (``class_names``), or the largest label of any split plus one, whichever is more
+        (a ``data.limit`` may leave a named class without images)."""
+        splits = (self.train, self.val, self.test)
+        labels = [s.y for s in splits if s.y is not None and len(s.y)]
+        if self.train_stream_labels is not None and len(self.train_stream_labels):
+            labels.append(self.train_stream_labels)
         if self.train.y is None or not labels:
             return None
-        return max(int(y.max()) for y in labels) + 1
+        return max([int(y.max()) + 1 for y in labels] + [len(self.class_names)])

@@ -24,7 +24,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,23 @@ READ_CHUNK_BYTES = 8 * 2**20  # float32 bytes made at once when many rows are re
 @dataclass(frozen=True)
 class ImageCache:
     """A complete cache file: ``num_images`` uint8 rows of ``shape`` (C, S, S) after ``offset``
-    header bytes, and the files left out as unreadable, each with its error."""
+    header bytes, and the files left out as unreadable, each with its error, and their
+    positions in the file list the cache was built from."""
 
     path: Path
     num_images: int
     shape: tuple[int, int, int]
     offset: int
     errors: tuple[tuple[Path, DataError], ...] = ()
+    skipped_index: tuple[int, ...] = ()
+
+    def named_for(self, files: Sequence[Path]) -> ImageCache:
+        """This cache with its unreadable files named as ``files`` (the list its key was made
+        of) names them now: a folder reached by another path reuses the cache of its files."""
+        errors = tuple(
+            (files[i], error) for i, (_, error) in zip(self.skipped_index, self.errors, strict=True)
+        )
+        return replace(self, errors=errors)
 
     @property
     def skipped(self) -> tuple[str, ...]:
@@ -156,6 +166,7 @@ def open_cache(files: Sequence[Path], options: SourceOptions, *, crop: int | Non
     folder = options.root / CACHE_FOLDER
     found = _complete(folder, key)
     if found is not None:
+        found = found.named_for(files)
         check_bad_files(found.errors, len(files), options)  # the same refusal as a fresh build
         return found
     return _build(files, options, folder=folder, key=key, mode=mode, size=size, crop=crop)
@@ -170,6 +181,10 @@ def _complete(folder: Path, key: str) -> ImageCache | None:
         shape = tuple(int(n) for n in info["shape"])
         if info["format"] != CACHE_FORMAT or array.shape != (info["num_images"], *shape):
             return None
+        # a cache written before the positions were kept is rebuilt where it left files out
+        skipped_index = info.get("skipped_index", [] if not info["skipped"] else None)
+        if skipped_index is None or len(skipped_index) != len(info["skipped"]):
+            return None
         return ImageCache(
             path=path,
             num_images=int(info["num_images"]),
@@ -179,6 +194,7 @@ def _complete(folder: Path, key: str) -> ImageCache | None:
                 (Path(p), DataError(e))
                 for p, e in zip(info["skipped"], info["errors"], strict=True)
             ),
+            skipped_index=tuple(int(i) for i in skipped_index),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
@@ -216,6 +232,8 @@ def _build(
         raise
     info: dict[str, Any] = {"format": CACHE_FORMAT, "num_images": num_images, "shape": list(shape)}
     info["skipped"], info["errors"] = [str(path) for path, _ in bad], [str(e) for _, e in bad]
+    position = {path: i for i, path in enumerate(files)}
+    info["skipped_index"] = [position[path] for path, _ in bad]
     info |= {"files": len(files), "first_file": str(files[0])}
     write_json(folder / f"{key}.json", info)  # last: the cache exists from here on
     cache = _complete(folder, key)

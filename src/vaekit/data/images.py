@@ -9,6 +9,7 @@ layout is unlabelled.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def class_folder_labels(
     parts = [path.relative_to(folder).parts for path in files]
     if any(len(p) < 2 for p in parts):
         return None
-    classes = sorted({p[0] for p in parts})
+    classes = sorted({p[0] for p in parts}, key=_class_order)
     if len(classes) < 2:
         return None
     index = {name: i for i, name in enumerate(classes)}
@@ -144,15 +145,31 @@ def _load(files: ImageFiles, options: SourceOptions) -> RawData:
     )
 
 
+def _class_order(name: str) -> tuple[int, str]:
+    """Folders named by numbers go by value (2 before 10), before any other name."""
+    return (int(name), name) if name.isascii() and name.isdigit() else (sys.maxsize, name)
+
+
 def list_images(folder: Path) -> list[Path]:
-    """All image files under ``folder``, recursively, in sorted order; ``DataError`` if none."""
+    """All image files under ``folder``, recursively (through linked folders too, each folder
+    once), in sorted order, leaving out hidden files and folders (names starting with ".",
+    such as .ipynb_checkpoints); ``DataError`` if none."""
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist; check the data path")
-    files = sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    )
+    found, seen = [], set()
+    for top, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back to a folder already listed
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [
+            Path(top) / name
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    files = sorted(path for path in found if path.is_file())
     if not files:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise DataError(f"no images ({suffixes}) found under {folder}")

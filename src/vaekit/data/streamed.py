@@ -8,7 +8,8 @@
 - the training split stays on disk: ``Dataset.train_stream`` reads it batch by batch in the
   trainer's order (DataLoader workers or the training process), so epochs, losses and exact
   resume are those of the in-memory path, and training memory does not grow with the folder;
-- ``Dataset.train`` holds only the first ``TRAIN_SAMPLE_POINTS`` training images, for what looks
+- ``Dataset.train`` holds only ``TRAIN_SAMPLE_POINTS`` training images drawn at random (seeded,
+  in file order), for what looks
   at training images outside training (the Gaussian fit of a plain autoencoder's codes, Markov
   chains started from data, ``vaekit evaluate --split train``);
 - validation and test, the held-out fractions, are read into float32 tensors as in memory
@@ -22,7 +23,6 @@ Static binarisation draws every training pixel once before training and cannot s
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -35,9 +35,10 @@ from vaekit.errors import DataError
 
 from .base import Binarization, Dataset, SourceOptions, Split
 from .binarize import binarize_splits
+from .identity import hash_tensor, new_digest
 from .image_cache import CachedImages, ImageCache, open_cache
 from .images import IMAGE_SOURCES, decode_settings
-from .splits import carve, held_out_count, take_first
+from .splits import carve, held_out_count, subset, take_first
 from .validate import MIN_POINTS
 
 MEMORY_BUDGET_ENV = "VAEKIT_IMAGE_MEMORY_BUDGET"
@@ -114,7 +115,13 @@ def open_streamed(name: str, options: SourceOptions) -> StreamedImages | None:
             return None
     test = open_cache(files.test, options, crop=files.crop) if files.test is not None else None
     train = open_cache(files.train, options, crop=files.crop)
-    return StreamedImages(train, test, *files.labels_of_kept(train.skipped))
+    labels, classes = files.labels_of_kept(train.skipped)
+    if labels is not None and len(labels) != train.num_images:
+        raise DataError(
+            f"image cache {train.path} holds {train.num_images} images but {len(labels)} files "
+            "were labelled; delete that file and its .json to rebuild the cache"
+        )
+    return StreamedImages(train, test, labels, classes)
 
 
 def decoded_bytes(mode: str, size: int) -> int:
@@ -173,10 +180,8 @@ def streamed_dataset(
         train, val = carve(train, count, carve_from=val_from, generator=generator)
         val_read = Split(x=_read(images.train, val.x), y=val.y)
     train_rows = train.x.numpy()
-    sample = Split(
-        x=_read(images.train, train.x[:TRAIN_SAMPLE_POINTS]),
-        y=None if train.y is None else train.y[:TRAIN_SAMPLE_POINTS],
-    )
+    sample = subset(train, sample_rows(len(train), seed))  # positions in the cache, and labels
+    sample = Split(x=_read(images.train, sample.x), y=sample.y)
     _, val_split, test_split = binarize_splits(
         sample, val_read, test_read, mode=binarize, seed=seed
     )
@@ -194,7 +199,16 @@ def streamed_dataset(
         skipped=images.skipped,
         class_names=images.class_names,
         train_stream=CachedImages(images.train, train_rows),
+        train_stream_labels=train.y,
     )
+
+
+def sample_rows(num_points: int, seed: int) -> Tensor:
+    """The positions in the training split of its in-memory sample: ``TRAIN_SAMPLE_POINTS`` of
+    them drawn with ``seed`` (all when there are fewer), in order. A random sample, not the
+    first images, so that a folder sorted by class or by date is represented whole."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_points, generator=generator)[:TRAIN_SAMPLE_POINTS].sort().values
 
 
 def streamed_identity(
@@ -207,24 +221,16 @@ def streamed_identity(
 ) -> str:
     """``vaekit.data.dataset_identity`` of the splits, hashing the training images from the
     cache chunk by chunk: the same bytes in the same order as for the tensors in memory."""
-    digest = hashlib.sha256(f"{name}\0{binarize}".encode())
+    digest = new_digest(name, binarize)
     shape = (len(train_rows), *cache.shape)
     digest.update(f"\0train.x:{torch.float32}:{shape}".encode())
     for chunk in cache.chunks(train_rows):
         digest.update(chunk.numpy().data)
-    _hash_tensor(digest, "train.y", train_labels)
+    hash_tensor(digest, "train.y", train_labels)
     for split_name, split in held_out.items():
-        _hash_tensor(digest, f"{split_name}.x", split.x)
-        _hash_tensor(digest, f"{split_name}.y", split.y)
-    return digest.hexdigest()[:16]
-
-
-def _hash_tensor(digest: hashlib._Hash, key: str, tensor: Tensor | None) -> None:
-    """Add ``tensor`` under ``key`` as ``dataset_identity`` does (the key alone for None)."""
-    digest.update(f"\0{key}".encode())
-    if tensor is not None:
-        digest.update(f":{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+        hash_tensor(digest, f"{split_name}.x", split.x)
+        hash_tensor(digest, f"{split_name}.y", split.y)
+    return str(digest.hexdigest()[:16])
 
 
 def _read(cache: ImageCache, rows: Tensor) -> Tensor:

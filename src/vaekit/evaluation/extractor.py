@@ -232,8 +232,9 @@ def train_extractor(spec: dict[str, Any], dataset: Dataset) -> FeatureExtractor:
     error on the test split (autoencoder) in ``extractor.info``.
     """
     classifier = spec["objective"] == "classifier"
-    streamed = dataset.train_stream is not None  # streams hold images only, no labels
-    if classifier and (dataset.train.y is None or dataset.test.y is None or streamed):
+    streamed = dataset.train_stream is not None
+    unlabelled = dataset.train.y is None or (streamed and dataset.train_stream_labels is None)
+    if classifier and (unlabelled or dataset.test.y is None):
         raise ValueError(f"dataset {dataset.name!r} has no labels to train a classifier on")
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -248,7 +249,7 @@ def train_extractor(spec: dict[str, Any], dataset: Dataset) -> FeatureExtractor:
     model.train()
     for _ in range(epochs):
         for index in torch.randperm(num_train, generator=generator).split(spec["batch_size"]):
-            labels = y[index] if classifier and y is not None else None
+            labels = dataset.train_labels(index) if classifier else None
             loss = _loss(model, dataset.train_points(index), labels, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
