@@ -115,7 +115,8 @@ def run_trainer(
             raise CheckpointError(
                 f"the data differ from those {str(run.path)!r} was trained on (identity "
                 f"{identity}, recorded {info['dataset_identity']}); an exact resume "
-                "needs the same data"
+                "needs the same data: point --data-path (or --data-root) at them, or train a "
+                "new run"
             )
         trainer.load_state_dict(state)
         done = trainer.cursor.epoch
