@@ -4,7 +4,7 @@ The defaults are the default experiment (a VAE on the embedded digits), spelled 
 configs/digits.toml.
 
 Unknown keys and ill-typed values are errors that name the valid choices. Configs are read at
-the edge (the ``cli`` package, build.py) and saved with every run as ``config.json``.
+the edge (the ``cli`` and ``build`` packages) and saved with every run as ``config.json``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from vaekit.nn import ACTIVATIONS
 
 MARKER = re.compile(r"<!--\s*generated:\s*([\w-]+)\s*-->")
 
-# String settings whose valid values are the names of a registry (read by build.py).
+# String settings whose valid values are the names of a registry (read by the build package).
 REGISTRIES: dict[str, Mapping[str, Any]] = {
     "data.name": DATASETS,
     "model.kind": MODELS,
