@@ -13,7 +13,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, Laplace
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, TensorDataset
 
 import vaekit
-from vaekit.training.trainer import epoch_permutation
+from vaekit.training.batches import epoch_permutation
 
 EVENT = (1, 6, 6)
 LATENT = 2

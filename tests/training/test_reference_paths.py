@@ -10,7 +10,8 @@ from vaekit.build import build_model
 from vaekit.config import ModelConfig
 from vaekit.data.base import Dataset, Split
 from vaekit.models import VAE
-from vaekit.training.trainer import Trainer, epoch_permutation
+from vaekit.training.batches import epoch_permutation
+from vaekit.training.trainer import Trainer
 
 
 def reference_negative_elbo(model: VAE, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -184,3 +184,19 @@ def from_dataset(dataset: Dataset) -> TrainingData:
     stream = dataset.train_stream
     train = in_memory(dataset.train) if stream is None else Streamed(stream)
     return TrainingData(train, in_memory(dataset.val), dataset.event_shape, dataset.binarize)
+
+
+def check_labels(source: Source | IndexedSource, classes: int) -> None:
+    """Refuse, once before training, data a conditional model on ``classes`` classes cannot
+    take: labels not held in memory, or outside 0..classes - 1."""
+    if not (isinstance(source, InMemory) and source.y is not None):
+        raise DataError(
+            "a conditional model trains on labelled data held in memory: labelled tensors, or a "
+            "labelled dataset with data.in_memory = true"
+        )
+    if len(source.y) and not 0 <= int(source.y.min()) <= int(source.y.max()) < classes:
+        raise DataError(
+            f"the labels run from {int(source.y.min())} to {int(source.y.max())}, but the model "
+            f"is conditioned on {classes} classes (0..{classes - 1}); build it with "
+            f"num_classes = {int(source.y.max()) + 1}"
+        )

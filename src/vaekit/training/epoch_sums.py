@@ -7,7 +7,8 @@ step adds nothing: ``where``, not a product with the flag, since NaN · 0 is NaN
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -50,3 +51,18 @@ class EpochSums:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.sums = {k: v.to(self.count.device) for k, v in state["sums"].items()}
         self.count.fill_(int(state["count"]))
+
+
+def derived_metrics(means: dict[str, float], event_shape: Sequence[int]) -> dict[str, float]:
+    """Per-datapoint means with what follows from them: ``bits_per_dim`` (of the negative ELBO,
+    else of the reconstruction term) and, where the objective is recon + weight · KL, the KL
+    weight that makes the means add up: ``kl_weight`` = mean(weight · KL) / mean(KL). That is
+    beta × the warm-up factor when the weight is constant over the epoch, and a KL-weighted mean
+    of the steps' weights while it ramps."""
+    out = dict(means)
+    nll = -out["elbo"] if "elbo" in out else out.get("recon")
+    if nll is not None and "bits_per_dim" not in out:
+        out["bits_per_dim"] = nll / (math.prod(event_shape) * math.log(2.0))
+    if "weighted_kl" in out and out.get("kl", 0.0) != 0.0:
+        out["kl_weight"] = out["weighted_kl"] / out["kl"]
+    return out

@@ -4,9 +4,9 @@ The loop never asks which model it trains: it calls ``model.loss`` and backpropa
 acceleration on, the model's hand-derived gradients where ``vaekit.accel`` has them), then
 steps one Adam per entry of ``Loss.objectives``. Batches come from a source (``data/sources.py``):
 tensors on the device gathered by index, or a Dataset streamed through DataLoader workers in the
-same index order. Each epoch's order is a function of (seed, epoch), and every random draw in the
-step comes from one explicit generator, so a saved (epoch, batch) cursor plus the generator
-states resume a run bitwise.
+same index order. Each epoch's order is a function of (seed, epoch) (``batches.py``), and every
+random draw in the step comes from one explicit generator, so a saved (epoch, batch) cursor plus
+the generator states resume a run bitwise.
 
 A step with a non-finite loss or gradient is skipped on the device (see ``guard.py``); after
 ``max_bad_steps`` consecutive bad steps the model and optimisers roll back to the last
@@ -31,60 +31,22 @@ from vaekit import accel
 from vaekit.data.base import Dataset, Split
 from vaekit.data.sources import (
     IndexedSource,
-    InMemory,
     LoaderStream,
-    Source,
     TrainingData,
+    check_labels,
     from_dataset,
     in_memory,
 )
-from vaekit.errors import DataError
 from vaekit.models.base import Autoencoder
 from vaekit.training.averaging import WeightAverage
+from vaekit.training.batches import Step, batch_labels, epoch_batches
 from vaekit.training.distributed import World, current_world
-from vaekit.training.epoch_sums import EpochSums
+from vaekit.training.epoch_sums import EpochSums, derived_metrics
 from vaekit.training.guard import MASKABLE_DEVICES, NonFiniteGuard, grads_finite
 from vaekit.training.rollback import Rollback
 from vaekit.training.schedules import kl_weight, learning_rate
 from vaekit.training.state import Cursor, capture_state, restore_state
 from vaekit.training.stop import StopRequests, StopTraining, TrainingInterrupted
-
-
-def epoch_permutation(num_items: int, seed: int, epoch: int) -> Tensor:
-    """The data order of one epoch, a pure function of (seed, epoch)."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_items, generator=generator)
-
-
-def derived_metrics(means: dict[str, float], event_shape: Sequence[int]) -> dict[str, float]:
-    """Per-datapoint means with what follows from them: ``bits_per_dim`` (of the negative ELBO,
-    else of the reconstruction term) and, where the objective is recon + weight · KL, the KL
-    weight that makes the means add up: ``kl_weight`` = mean(weight · KL) / mean(KL). That is
-    beta × the warm-up factor when the weight is constant over the epoch, and a KL-weighted mean
-    of the steps' weights while it ramps."""
-    out = dict(means)
-    nll = -out["elbo"] if "elbo" in out else out.get("recon")
-    if nll is not None and "bits_per_dim" not in out:
-        out["bits_per_dim"] = nll / (math.prod(event_shape) * math.log(2.0))
-    if "weighted_kl" in out and out.get("kl", 0.0) != 0.0:
-        out["kl_weight"] = out["weighted_kl"] / out["kl"]
-    return out
-
-
-def _check_labels(source: Source | IndexedSource, classes: int) -> None:
-    """Refuse, once before training, data a conditional model on ``classes`` classes cannot
-    take: labels not held in memory, or outside 0..classes - 1."""
-    if not (isinstance(source, InMemory) and source.y is not None):
-        raise DataError(
-            "a conditional model trains on labelled data held in memory: labelled tensors, or a "
-            "labelled dataset with data.in_memory = true"
-        )
-    if len(source.y) and not 0 <= int(source.y.min()) <= int(source.y.max()) < classes:
-        raise DataError(
-            f"the labels run from {int(source.y.min())} to {int(source.y.max())}, but the model "
-            f"is conditioned on {classes} classes (0..{classes - 1}); build it with "
-            f"num_classes = {int(source.y.max()) + 1}"
-        )
 
 
 class Trainer:
@@ -182,7 +144,7 @@ class Trainer:
         if model.condition is not None:
             for source in (self.data.train, self.data.val):
                 if source is not None:
-                    _check_labels(source, model.condition.dim)
+                    check_labels(source, model.condition.dim)
         val = self.data.val
         if val is not None and len(val) < self.world.size:  # evaluate() gives every rank a slice
             raise ValueError(
@@ -283,36 +245,18 @@ class Trainer:
             self.stopped = {"epoch": int(record["epoch"]), "reason": reason}
             self._checkpoint()  # _end_epoch's checkpoint did not know yet
 
-    def _epoch_batches(self) -> tuple[int, Iterator[tuple[Tensor, float, int, Tensor | None]]]:
-        """(batches in this epoch, an iterator of (x, share, count, y) from the cursor on).
-
-        ``share`` is this rank's part of the global-batch mean (1 in one process), ``count`` the
-        datapoints it scores, ``y`` the labels of a conditional model's batch (else None). The
-        order of an indexable source is a function of (seed, epoch).
-        """
-        source = self.data.train
-        if isinstance(source, LoaderStream):
-            batches = source.batches(self.cursor.batch, self.device)
-            return source.num_batches(), ((x, 1.0, len(x), None) for x in batches)
-        order = epoch_permutation(len(source), self.seed, self.cursor.epoch)
-        global_batches = order.to(self.device).split(self.global_batch_size)
-        remaining = global_batches[self.cursor.batch :]
-        slices = [self.world.shard(batch) for batch in remaining]
-        # An empty slice (a last batch smaller than the world) computes one datapoint, weighted 0.
-        index = [s if len(s) else g[:1] for s, g in zip(slices, remaining, strict=True)]
-        shares = [len(s) / len(g) for s, g in zip(slices, remaining, strict=True)]
-        x = source.gather(index, self.device)
-        y = self._labels(source, index)
-        steps = zip(x, shares, (len(s) for s in slices), y, strict=True)
-        return len(global_batches), steps
-
-    def _labels(
-        self, source: IndexedSource, index: Sequence[Tensor]
-    ) -> Iterator[Tensor | None] | list[None]:
-        """The labels of each batch for a conditional model (an InMemory source), else Nones."""
-        if self.conditional and isinstance(source, InMemory):
-            return source.gather_labels(index, self.device)
-        return [None] * len(index)
+    def _epoch_batches(self) -> tuple[int, Iterator[Step]]:
+        """(batches in this epoch, its steps from the cursor on): see ``batches.py``."""
+        return epoch_batches(
+            self.data.train,
+            seed=self.seed,
+            epoch=self.cursor.epoch,
+            start=self.cursor.batch,
+            global_batch_size=self.global_batch_size,
+            world=self.world,
+            device=self.device,
+            labels=self.conditional,
+        )
 
     def _train_epoch(self) -> None:
         num_batches, steps = self._epoch_batches()
@@ -464,7 +408,7 @@ class Trainer:
         source = in_memory(split) if isinstance(split, Split) else split
         index = self.world.shard(torch.arange(len(source))).split(self.eval_batch_size)
         sums: dict[str, Tensor] = {}
-        labels = self._labels(source, index)
+        labels = batch_labels(source, index, self.device, self.conditional)
         for x, y in zip(source.gather(index, self.device), labels, strict=True):
             with self.model.given(y):
                 metrics = self.model.loss(x, generator=generator).metrics
