@@ -284,12 +284,18 @@ def folder_settings(folder: Path, *overrides: str) -> list[str]:
     return [*settings, *overrides]
 
 
-def test_streamed_training_equals_in_memory_training_bitwise(folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+def test_streamed_training_equals_in_memory_training_bitwise(
+    folder: Path, tmp_path: Path, conditional: bool
+) -> None:
+    """Also for a conditional model: the class folders' labels of the streamed images are
+    held in memory and gathered with each batch."""
     runs = {}
+    model = [f"model.conditional={str(conditional).lower()}"]
     for setting in ("true", "false"):
         out = tmp_path / f"in-memory-{setting}"
         vaekit.experiment.train(
-            folder_config(folder, f"data.in_memory={setting}"), out, progress=False
+            folder_config(folder, f"data.in_memory={setting}", *model), out, progress=False
         )
         runs[setting] = out
     held, streamed = runs["true"], runs["false"]

@@ -128,5 +128,5 @@ def test_labels_outside_the_models_classes_are_refused_before_training() -> None
     x, y = torch.rand(20, 4), torch.arange(20) % 5
     with pytest.raises(DataError, match=r"labels run from 0 to 4.*num_classes = 5"):
         vaekit.fit(model, (x, y), epochs=1, progress=False)
-    with pytest.raises(DataError, match="labelled data held in memory"):
+    with pytest.raises(DataError, match="needs the labels in memory"):
         vaekit.fit(model, x, epochs=1, progress=False)

@@ -53,8 +53,7 @@ MAX_SCALE_RATIO = 100.0
 
 def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
     """Refuse data a likelihood cannot score: Bernoulli needs values in [0, 1]; a Gaussian on
-    feature vectors whose scales differ by more than ``MAX_SCALE_RATIO`` needs them standardised;
-    a conditional model needs its labelled data in memory.
+    feature vectors whose scales differ by more than ``MAX_SCALE_RATIO`` needs them standardised.
     """
     if cfg.likelihood in UNIT_INTERVAL and dataset.value_range != "unit":
         fix = (
@@ -65,11 +64,6 @@ def check_data_fits(dataset: Dataset, cfg: ModelConfig) -> None:
         raise DataError(
             f"dataset {dataset.name!r} has values outside [0, 1], which a {cfg.likelihood} "
             f"likelihood cannot score; rescale the data to [0, 1] or {fix}"
-        )
-    if cfg.conditional and dataset.train_stream is not None:
-        raise DataError(
-            "model.conditional = true trains on labelled data held in memory, but this folder "
-            "is streamed from disk: set data.in_memory = true (or data.limit to fewer images)"
         )
     unscaled_vectors = dataset.standardization is None and not dataset.is_images
     if cfg.likelihood.startswith("gaussian") and unscaled_vectors:

@@ -55,9 +55,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if condition is not None and dataset.train.y is None:
             raise VaekitError(
                 f"--sampler {args.sampler} fits the codes of the training data, which a "
-                "conditional model encodes with their labels, but here the data are streamed "
-                "from disk without labels (data.in_memory = 'auto' found too little memory): "
-                "sample where they fit in memory, or use --sampler prior or markov-chain"
+                "conditional model encodes with their labels, but the data found here have no "
+                "labels: point --data-path at the labelled data the run was trained on, or use "
+                "--sampler prior or markov-chain"
             )
         # a conditional model encodes each x with its label; other models ignore the labels
         sampler = cls(run.model, dataset.train.x, decode=args.decode, labels=dataset.train.y)

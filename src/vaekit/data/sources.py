@@ -48,7 +48,10 @@ def collate_inputs(items: list[Any]) -> Tensor:
 
 
 class IndexedSource(ABC):
-    """A split of ``len`` datapoints the trainer reads by index, in the order it chooses."""
+    """A split of ``len`` datapoints the trainer reads by index, in the order it chooses, and
+    their labels ``y`` [N] held in memory, or None."""
+
+    y: Tensor | None = None
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -56,6 +59,13 @@ class IndexedSource(ABC):
     @abstractmethod
     def gather(self, indices: Sequence[Tensor], device: torch.device) -> Iterator[Tensor]:
         """x [B, *event_shape] for each index tensor [B] in turn, on ``device``."""
+
+    def gather_labels(self, indices: Sequence[Tensor], device: torch.device) -> Iterator[Tensor]:
+        """y [B] for each index tensor [B] in turn, on ``device`` (the labels must exist)."""
+        if self.y is None:
+            raise DataError("these data have no labels")
+        for index in indices:
+            yield self.y[index.cpu()].to(device)
 
 
 class InMemory(IndexedSource):
@@ -80,13 +90,6 @@ class InMemory(IndexedSource):
             # index_select: a third of the time of x[index] for MNIST rows on a CPU
             yield torch.index_select(x, 0, index.to(device))
 
-    def gather_labels(self, indices: Sequence[Tensor], device: torch.device) -> Iterator[Tensor]:
-        """y [B] for each index tensor [B] in turn, on ``device`` (the labels must exist)."""
-        if self.y is None:
-            raise DataError("these data have no labels")
-        for index in indices:
-            yield self.y[index.cpu()].to(device)
-
 
 def default_workers() -> int:
     """DataLoader workers when none are asked for: the cores beyond the two that the training
@@ -98,14 +101,21 @@ def default_workers() -> int:
 class Streamed(IndexedSource):
     """A map-style torch ``Dataset`` whose items are x or (x, y), read by ``num_workers``
     DataLoader workers (None: ``default_workers()``; 0 reads in the training process) in the
-    trainer's index order; nothing is materialised."""
+    trainer's index order; nothing is materialised but the labels ``y`` [N], where given (those
+    of a streamed image folder: a conditional model trains on it)."""
 
-    def __init__(self, dataset: TorchDataset[Any], *, num_workers: int | None = None):
+    def __init__(
+        self,
+        dataset: TorchDataset[Any],
+        *,
+        y: Tensor | None = None,
+        num_workers: int | None = None,
+    ):
         if num_workers is None:
             num_workers = default_workers()
         if num_workers < 0:
             raise ValueError(f"num_workers must be non-negative, got {num_workers}")
-        self.dataset, self.num_workers = dataset, num_workers
+        self.dataset, self.num_workers, self.y = dataset, num_workers, y
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -182,17 +192,22 @@ def from_dataset(dataset: Dataset) -> TrainingData:
     """A library ``Dataset``'s training and validation splits: held in memory, except a training
     split read from disk (``Dataset.train_stream``), which is streamed."""
     stream = dataset.train_stream
-    train = in_memory(dataset.train) if stream is None else Streamed(stream)
+    train = (
+        in_memory(dataset.train)
+        if stream is None
+        else Streamed(stream, y=dataset.train_stream_labels)
+    )
     return TrainingData(train, in_memory(dataset.val), dataset.event_shape, dataset.binarize)
 
 
 def check_labels(source: Source | IndexedSource, classes: int) -> None:
     """Refuse, once before training, data a conditional model on ``classes`` classes cannot
-    take: labels not held in memory, or outside 0..classes - 1."""
-    if not (isinstance(source, InMemory) and source.y is not None):
+    take: no labels held in memory (a user's streamed Dataset or DataLoader), or labels
+    outside 0..classes - 1."""
+    if not (isinstance(source, IndexedSource) and source.y is not None):
         raise DataError(
-            "a conditional model trains on labelled data held in memory: labelled tensors, or a "
-            "labelled dataset with data.in_memory = true"
+            "a conditional model needs the labels in memory: labelled tensors, a labelled "
+            "dataset (data.in_memory may stream its images), or vaekit.fit(in_memory=True)"
         )
     if len(source.y) and not 0 <= int(source.y.min()) <= int(source.y.max()) < classes:
         raise DataError(

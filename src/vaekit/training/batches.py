@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from vaekit.data.sources import IndexedSource, InMemory, LoaderStream, Source
+from vaekit.data.sources import IndexedSource, LoaderStream, Source
 from vaekit.training.distributed import World
 
 # (x, share, count, y): the batch, this rank's part of the global-batch mean (1 in one
@@ -59,7 +59,7 @@ def batch_labels(
     source: IndexedSource, index: Sequence[Tensor], device: torch.device, labels: bool
 ) -> Iterator[Tensor | None] | list[None]:
     """The labels of each batch at ``index`` where ``labels`` asks for them and the source
-    holds them in memory, else Nones."""
-    if labels and isinstance(source, InMemory):
+    holds them, else Nones."""
+    if labels and source.y is not None:
         return source.gather_labels(index, device)
     return [None] * len(index)
