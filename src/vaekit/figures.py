@@ -94,10 +94,13 @@ def _image_figures(
         with model.given(rows):
             samples = sampler.sample(len(rows), generator=generator).cpu()
         names = dataset.class_names
-        title = "Samples, one row per class " + (
-            f"({', '.join(names)} from the top)" if names else "(0 at the top)"
+        labels = [
+            f"class {k}" + (f" ({names[k]})" if k < len(names) else "")
+            for k in range(condition.dim)
+        ]
+        grid = plots.save_rows(
+            list(samples.split(8)), run.figure("samples"), row_labels=labels, title="Samples"
         )
-        grid = plots.save_image_grid(samples, run.figure("samples"), ncols=8, title=title)
     with _given(model, y):
         recon = model.reconstruct(x).cpu()
     return [grid, plots.save_reconstructions(x.cpu(), recon, run.figure("reconstructions"))]

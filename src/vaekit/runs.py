@@ -55,10 +55,11 @@ class Run:
         return index
 
     def class_label(self, index: int) -> str:
-        """How figures name class ``index``: its name where the data named the classes."""
+        """How figures name class ``index``: "class 3", with its name where the data named
+        the classes ("class 1 (square)")."""
         if index < len(self.class_names):
-            return f"{index} ({self.class_names[index]})"
-        return str(index)
+            return f"class {index} ({self.class_names[index]})"
+        return f"class {index}"
 
 
 # config.json's "model" entry for a model whose architecture was built in Python: the run holds

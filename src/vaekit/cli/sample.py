@@ -68,12 +68,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         samples = sampler.sample(count, generator=generator).cpu()
     if images and args.format == "png":
         title = f"{args.sampler} samples" + _condition_title(args, run, labels)
-        out = plots.save_image_grid(
-            samples,
-            output_path(args, run, f"sample-{args.sampler}" + _condition_name(args)),
-            title=title,
-            ncols=8 if labels is not None and args.condition is None else None,
-        )
+        path = output_path(args, run, f"sample-{args.sampler}" + _condition_name(args))
+        if labels is not None and args.condition is None and args.num_samples is None:
+            classes = range(len(samples) // 8)  # one row of 8 per class, each row named
+            row_labels = [run.class_label(k) for k in classes]
+            out = plots.save_rows(list(samples.split(8)), path, row_labels=row_labels, title=title)
+        else:
+            out = plots.save_image_grid(
+                samples, path, title=title, ncols=8 if labels is not None else None
+            )
     else:
         name = f"sample-{args.sampler}" + _condition_name(args)
         out = _write_samples(args, run, samples, dataset, name)
@@ -103,7 +106,7 @@ def _condition_title(args: argparse.Namespace, run: Run, labels: torch.Tensor | 
     if labels is None:
         return ""
     if args.condition is not None:
-        return f", class {run.class_label(args.condition)}"
+        return f", {run.class_label(args.condition)}"
     return ", one row per class" if args.num_samples is None else ", classes in turn"
 
 
