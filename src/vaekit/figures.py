@@ -13,6 +13,7 @@ import torch
 from vaekit import plots
 from vaekit.data.base import Dataset
 from vaekit.models.base import Autoencoder
+from vaekit.runs import class_label
 from vaekit.runtime import RunDir
 from vaekit.samplers import GaussianFitSampler, PriorSampler, Sampler
 
@@ -94,10 +95,7 @@ def _image_figures(
         with model.given(rows):
             samples = sampler.sample(len(rows), generator=generator).cpu()
         names = dataset.class_names
-        labels = [
-            f"class {k}" + (f" ({names[k]})" if k < len(names) else "")
-            for k in range(condition.dim)
-        ]
+        labels = [class_label(k, names) for k in range(condition.dim)]
         grid = plots.save_rows(
             list(samples.split(8)), run.figure("samples"), row_labels=labels, title="Samples"
         )

@@ -57,9 +57,14 @@ class Run:
     def class_label(self, index: int) -> str:
         """How figures name class ``index``: "class 3", with its name where the data named
         the classes ("class 1 (square)")."""
-        if index < len(self.class_names):
-            return f"class {index} ({self.class_names[index]})"
-        return f"class {index}"
+        return class_label(index, self.class_names)
+
+
+def class_label(index: int, class_names: tuple[str, ...]) -> str:
+    """ "class 3", with its name where the data named the classes ("class 1 (square)")."""
+    if index < len(class_names):
+        return f"class {index} ({class_names[index]})"
+    return f"class {index}"
 
 
 # config.json's "model" entry for a model whose architecture was built in Python: the run holds
