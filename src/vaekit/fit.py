@@ -8,6 +8,7 @@ are the ``[train]`` settings of a recipe, checked the same way; the loop is the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,8 @@ def fit(
         in_memory: hold Datasets and DataLoaders as one tensor (fastest). False streams a
             map-style Dataset through ``num_workers`` DataLoader workers in the trainer's
             order, and reads a DataLoader in its own: data larger than RAM never need to fit.
-            ``num_workers=None`` uses the cores beyond two, at most 4 (none on 2 cores).
+            ``num_workers=None`` uses the cores beyond two, at most 4 (none on 2 cores). A
+            conditional model reads a streamed Dataset's labels in one pass before training.
         binarize: ``"dynamic"`` draws fresh binary pixels x ~ Bernoulli(x) every step (data in
             [0, 1]).
         callbacks: callables that receive each epoch's metrics dict (``epoch``,
@@ -91,15 +93,17 @@ def fit(
         raise ConfigError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
     if (resume or overwrite) and out is None:
         raise ConfigError("resume and overwrite need a run directory: pass out=...")
-    batch = train_cfg.batch_size
-    train_source = as_source(
-        train, in_memory=in_memory, batch_size=batch, num_workers=num_workers, what="train"
+    reading = partial(
+        as_source,
+        in_memory=in_memory,
+        batch_size=train_cfg.batch_size,
+        num_workers=num_workers,
+        labels=condition_size(model) is not None,
     )
+    train_source = reading(train, what="train")
     val_source = None
     if val is not None:
-        given = as_source(
-            val, in_memory=in_memory, batch_size=batch, num_workers=num_workers, what="val"
-        )
+        given = reading(val, what="val")
         if isinstance(given, LoaderStream):
             raise DataError(
                 "val is scored in a fixed order: pass tensors, arrays or a map-style Dataset, "

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import vaekit
 from vaekit.build import build_model
@@ -128,5 +129,53 @@ def test_labels_outside_the_models_classes_are_refused_before_training() -> None
     x, y = torch.rand(20, 4), torch.arange(20) % 5
     with pytest.raises(DataError, match=r"labels run from 0 to 4.*num_classes = 5"):
         vaekit.fit(model, (x, y), epochs=1, progress=False)
-    with pytest.raises(DataError, match="needs the labels in memory"):
+    with pytest.raises(DataError, match=r"needs labels: pass \(x, y\) tensors"):
         vaekit.fit(model, x, epochs=1, progress=False)
+    with pytest.raises(DataError, match="needs labels"):
+        vaekit.fit(model, TensorDataset(x), in_memory=False, epochs=1, progress=False)
+    loader = DataLoader(TensorDataset(x, y % 3), batch_size=10)
+    with pytest.raises(DataError, match="pass its map-style Dataset of"):
+        vaekit.fit(model, loader, in_memory=False, epochs=1, progress=False)
+
+
+class _Items(Dataset[tuple[torch.Tensor, int]]):
+    """A user's map-style Dataset of (x, label) items, read item by item."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], int(self.y[i])
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_streamed_dataset_of_pairs_trains_a_conditional_model_as_tensors_do(
+    workers: int,
+) -> None:
+    """vaekit.fit(in_memory=False) reads the items' labels once and gathers them with each
+    batch: the losses equal those of the same data as tensors, bitwise, and differ when the
+    labels differ (so the streamed labels are the ones used)."""
+    x = torch.rand(90, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(90) % 3
+
+    def losses(train: object, val: object, **extra: object) -> list[float]:
+        torch.manual_seed(0)
+        cfg = ModelConfig(latent_dim=2, hidden=(16,), conditional=True)
+        model = build_model(cfg, (1, 8, 8), num_classes=3)
+        rows: list[dict[str, float]] = []
+        options = {"epochs": 2, "batch_size": 16, "progress": False, "callbacks": [rows.append]}
+        vaekit.fit(model, train, val, **options, **extra)  # type: ignore[arg-type]
+        return [value for row in rows for key, value in row.items() if "/" in key]
+
+    tensors = losses((x[:70], y[:70]), (x[70:], y[70:]))
+    streamed = losses(
+        _Items(x[:70], y[:70]), _Items(x[70:], y[70:]), in_memory=False, num_workers=workers
+    )
+    assert streamed == tensors
+    shifted = losses(
+        _Items(x[:70], (y[:70] + 1) % 3), _Items(x[70:], y[70:]), in_memory=False, num_workers=0
+    )
+    assert shifted != tensors

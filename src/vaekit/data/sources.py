@@ -202,12 +202,18 @@ def from_dataset(dataset: Dataset) -> TrainingData:
 
 def check_labels(source: Source | IndexedSource, classes: int) -> None:
     """Refuse, once before training, data a conditional model on ``classes`` classes cannot
-    take: no labels held in memory (a user's streamed Dataset or DataLoader), or labels
+    take: no labels (unlabelled data, or a user's DataLoader read in its own order), or labels
     outside 0..classes - 1."""
-    if not (isinstance(source, IndexedSource) and source.y is not None):
+    if isinstance(source, LoaderStream):
         raise DataError(
-            "a conditional model needs the labels in memory: labelled tensors, a labelled "
-            "dataset (data.in_memory may stream its images), or vaekit.fit(in_memory=True)"
+            "a conditional model needs labels in the trainer's order, which a DataLoader read "
+            "in its own order cannot give: pass its map-style Dataset of (x, y) items, or "
+            "vaekit.fit(in_memory=True)"
+        )
+    if source.y is None:
+        raise DataError(
+            "a conditional model needs labels: pass (x, y) tensors, a Dataset of (x, y) items, "
+            "or a labelled dataset (class folders, a CSV label column)"
         )
     if len(source.y) and not 0 <= int(source.y.min()) <= int(source.y.max()) < classes:
         raise DataError(

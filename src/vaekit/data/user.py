@@ -11,7 +11,8 @@
 In memory (the default) the data become one tensor, gathered by index every step. With
 ``in_memory=False`` a map-style Dataset is streamed through DataLoader workers in the trainer's
 order, and a DataLoader is read batch by batch in its own; an ``IterableDataset`` is always
-streamed. Nothing streamed is ever held whole.
+streamed. Nothing streamed is ever held whole, except the labels of a streamed Dataset that a
+conditional model trains on: read in one pass before training (8 bytes an item).
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ def _in_memory(x: Any, y: Any, what: str) -> InMemory:
     return InMemory(x, None if y is None else _labels(y, x.shape[0], what))
 
 
+def _item_label(item: Any) -> Tensor | None:
+    """y of an item (or of a DataLoader's batch) ``(x, y, ...)`` as a flat tensor; None for an
+    item without one."""
+    if (
+        isinstance(item, (tuple, list))
+        and len(item) > 1
+        and isinstance(item[0], Tensor | np.ndarray)
+    ):
+        return torch.as_tensor(item[1]).reshape(-1)
+    return None
+
+
 def _materialise(items: Any, what: str) -> InMemory:
     """Read a Dataset or DataLoader once into one tensor (and labels where every item has one)."""
     xs: list[Tensor] = []
@@ -95,17 +108,40 @@ def _materialise(items: Any, what: str) -> InMemory:
     batched = isinstance(items, DataLoader)
     for item in items if batched else (items[i] for i in range(len(items))):
         xs.append(batch_inputs(item))
-        if (
-            isinstance(item, (tuple, list))
-            and len(item) > 1
-            and isinstance(item[0], Tensor | np.ndarray)
-        ):
-            ys.append(torch.as_tensor(item[1]).reshape(-1))
+        if (y := _item_label(item)) is not None:
+            ys.append(y)
     if not xs:
         raise DataError(f"{what} is empty")
     x = torch.cat(xs) if batched else torch.stack(xs)
     y = torch.cat(ys) if ys and len(ys) == len(xs) else None
     return _in_memory(x, y, what)
+
+
+def _collate_labels(items: list[Any]) -> Tensor | None:
+    """The labels [B] of a batch of items, or None where an item has none."""
+    ys = [y for item in items if (y := _item_label(item)) is not None]
+    return torch.cat(ys) if len(ys) == len(items) else None
+
+
+def _streamed(
+    data: TorchDataset[Any], *, labels: bool, num_workers: int | None, what: str
+) -> Streamed:
+    """A Dataset streamed in the trainer's order; with ``labels``, its items' labels read once
+    (through the same workers) and held, for a conditional model. Items without a label leave
+    y None, which the trainer refuses with what to do."""
+    source = Streamed(data, num_workers=num_workers)
+    if not labels or len(source) == 0:
+        return source
+    loader = DataLoader(
+        data, batch_size=256, num_workers=source.num_workers, collate_fn=_collate_labels
+    )
+    ys: list[Tensor] = []
+    for y in loader:
+        if y is None:
+            return source
+        ys.append(y)
+    source.y = _labels(torch.cat(ys), len(source), what)
+    return source
 
 
 def as_source(
@@ -114,11 +150,12 @@ def as_source(
     in_memory: bool = True,
     batch_size: int = 64,
     num_workers: int | None = None,
+    labels: bool = False,
     what: str,
 ) -> Source:
     """The training source for ``data`` (see the module docstring); ``what`` names it in
     errors ("train", "val"). ``batch_size`` and ``num_workers`` make the DataLoader of an
-    ``IterableDataset``."""
+    ``IterableDataset``; ``labels`` reads a streamed Dataset's labels (a conditional model)."""
     if isinstance(data, (Tensor, np.ndarray)):
         return _in_memory(data, None, what)
     if isinstance(data, tuple) and len(data) == 2:
@@ -135,7 +172,9 @@ def as_source(
             len(data)  # type: ignore[arg-type]
         except TypeError:
             raise DataError(f"{what}: a map-style Dataset needs __len__") from None
-        return _materialise(data, what) if in_memory else Streamed(data, num_workers=num_workers)
+        if in_memory:
+            return _materialise(data, what)
+        return _streamed(data, labels=labels, num_workers=num_workers, what=what)
     raise DataError(
         f"{what} must be a Tensor or numpy array [N, ...], a pair (x, y), a torch Dataset or a "
         f"DataLoader; got {type(data).__name__}"
@@ -166,7 +205,7 @@ def source_identity(source: Source, first: Tensor) -> str:
     if isinstance(source, LoaderStream):
         return digest.hexdigest()[:16]
     tensors = [source.x] if isinstance(source, InMemory) else [first]
-    if isinstance(source, InMemory) and source.y is not None:
+    if not isinstance(source, LoaderStream) and source.y is not None:
         tensors.append(source.y)
     for tensor in tensors:
         flat = tensor.detach().cpu().contiguous().reshape(-1)
