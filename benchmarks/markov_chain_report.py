@@ -196,6 +196,7 @@ def summarise(finished: dict[str, Row], models: Sequence[Any], args: Any) -> Row
             ]  # fmt: skip
             chosen.sort(key=sample_order)
             tables[f"samples-{start}-{decode}"] = aggregate(chosen, ["model", "label"], metrics)
+    tables["fid-by-step"], tables["fid-baselines"] = fid_summary(sample_rows, models, samplers)
 
     path_rows: list[Row] = []
     impute_rows: list[Row] = []
@@ -226,6 +227,50 @@ def summarise(finished: dict[str, Row], models: Sequence[Any], args: Any) -> Row
     }
 
 
+def fid_summary(
+    sample_rows: list[Row], models: Sequence[Any], samplers: Sequence[str]
+) -> tuple[list[Row], list[Row]]:
+    """FID at a glance: one row per model and chain setting with the FID at every recorded
+    step (``fid_<step>``), and one row per model with each fitted sampler's FID
+    (``fid_<sampler>``) beside the best chain cell (its mean, setting and step)."""
+    chain = [r for r in sample_rows if r["sampler"] == "chain"]
+    steps = sorted({r["step"] for r in chain})
+    by_step = aggregate(
+        sorted(chain, key=lambda r: (_model_index(models, r), r["start"], r["decode"])),
+        ["model", "start", "decode", "step"],
+        ["fid"],
+    )
+    along: dict[tuple[str, str, str], Row] = {}
+    for row in by_step:
+        key = (row["model"], row["start"], row["decode"])
+        line = along.setdefault(key, {"model": key[0], "start": key[1], "decode": key[2]})
+        line["seeds"] = min(line.get("seeds", row["seeds"]), row["seeds"])
+        line[f"fid_{row['step']}"], line[f"fid_{row['step']}_std"] = row["fid"], row["fid_std"]
+    baselines: list[Row] = []
+    for label in dict.fromkeys(model_label(s) for s in models):
+        fitted = [r for r in sample_rows if r["model"] == label and r["sampler"] != "chain"]
+        if not fitted:
+            continue
+        line: Row = {"model": label, "seeds": len({r["seed"] for r in fitted})}
+        for name in samplers:
+            row = aggregate([r for r in fitted if r["sampler"] == name], ["model"], ["fid"])
+            if row:
+                line[f"fid_{name}"], line[f"fid_{name}_std"] = row[0]["fid"], row[0]["fid_std"]
+        cells = [
+            (line_[f"fid_{step}"], line_[f"fid_{step}_std"], key[1], key[2], step)
+            for key, line_ in along.items()
+            if key[0] == label
+            for step in steps
+            if step > 0 and line_.get(f"fid_{step}") is not None
+        ]
+        if cells:
+            best = min(cells, key=lambda c: c[0])
+            line["fid_best_chain"], line["fid_best_chain_std"] = best[0], best[1]
+            line["best_chain"] = f"{best[2]}, {best[3]}, step {best[4]}"
+        baselines.append(line)
+    return list(along.values()), baselines
+
+
 def _sampler_names(finished: dict[str, Row]) -> list[str]:
     """Non-chain samplers in the order their units were first found (prior first)."""
     names = [k.rsplit("/", 1)[1] for k in finished if k.startswith("samples/")]
@@ -236,6 +281,23 @@ def _sampler_names(finished: dict[str, Row]) -> list[str]:
 def _model_index(models: Sequence[Any], row: Row) -> int:
     labels = list(dict.fromkeys(model_label(s) for s in models))
     return labels.index(row["model"])
+
+
+def _baselines_markdown(rows: Sequence[Row]) -> str:
+    """The fitted samplers' FID per model, then the best chain cell and where it is."""
+    names = list(dict.fromkeys(k[4:] for r in rows for k in r if k.startswith("fid_")))
+    names = [n for n in names if not n.endswith("_std") and n != "best_chain"]
+    table = markdown(
+        rows,
+        [("model", "model")],
+        [(n, f"fid_{n}", 1, 1.0) for n in names] + [("best chain", "fid_best_chain", 1, 1.0)],
+    )
+    lines = table.split("\n")
+    lines[0] += " best chain at |"
+    lines[1] += "---|"
+    for i, row in enumerate(rows):
+        lines[2 + i] += f" {row.get('best_chain', '–')} |"
+    return "\n".join(lines)
 
 
 def _markdown(
@@ -272,6 +334,28 @@ def _markdown(
                 ("val objective (nats)", "final_val_objective", 2, 1.0),
             ],
         ),
+        "",
+        "## FID at a glance",
+        "",
+        "FID of the chain's samples at each step, per start (the prior N(0, I), or the wide "
+        "N(0, 2² I)) and decoding inside the chain (mean or sample); step 0 is the start itself "
+        "(from the prior: plain prior sampling). Lower is better.",
+        "",
+        markdown(
+            tables["fid-by-step"],
+            [("model", "model"), ("start", "start"), ("decode", "decode")],
+            [
+                (str(step), f"fid_{step}", 1, 1.0)
+                for step in sorted(
+                    {int(k[4:]) for r in tables["fid-by-step"] for k in r if k[4:].isdigit()}
+                )
+            ],
+        ),
+        "",
+        "The fitted samplers beside the best chain cell of each model (the lowest mean FID "
+        "over starts, decodings and steps 1 and later).",
+        "",
+        _baselines_markdown(tables["fid-baselines"]),
     ]
     for start in ("prior", "wide"):
         for decode in ("mean", "sample"):

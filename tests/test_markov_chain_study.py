@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from benchmarks.markov_chain_measure import LATENT_SAMPLERS
-from benchmarks.markov_chain_report import Units, aggregate, cell, mean_std
+from benchmarks.markov_chain_report import Units, aggregate, cell, fid_summary, mean_std
 from benchmarks.markov_chain_study import (
     MEASUREMENT,
     Budget,
@@ -69,6 +70,32 @@ def test_mean_and_sample_std_over_seeds() -> None:
     assert cell(summary[0], "fid", 1) == "12.0 ± 2.8"
     assert cell(summary[1], "fid", 1) == "7.0"  # one seed: no std
     assert cell(summary[0], "acceptance", 3) == "–"
+
+
+def test_thefid_summary_lays_the_chain_out_by_step_and_finds_the_best_cell() -> None:
+    """FID at a glance: one row per model and chain setting with a column per step (mean over
+    seeds), and per model the fitted samplers beside the lowest chain cell after step 0."""
+
+    def chain(seed: int, start: str, step: int, fid: float) -> dict[str, object]:
+        return {"model": "VAE", "seed": seed, "sampler": "chain", "start": start,
+                "decode": "mean", "step": step, "fid": fid}  # fmt: skip
+
+    rows = [chain(s, "prior", 0, 60.0 + s) for s in (0, 1)]
+    rows += [chain(s, "prior", 5, 40.0 + 2 * s) for s in (0, 1)]
+    rows += [chain(s, "wide", 0, 10.0) for s in (0, 1)]  # step 0 never counts as the best
+    rows += [chain(s, "wide", 5, 45.0) for s in (0, 1)]
+    rows += [{"model": "VAE", "seed": s, "sampler": n, "fid": f}
+             for s in (0, 1) for n, f in (("prior", 60.0 + s), ("flow", 30.0 + s))]  # fmt: skip
+    spec = SimpleNamespace(kind="vae", network="mlp")
+    along, baselines = fid_summary(rows, [spec], ["prior", "flow"])
+    assert [(r["start"], r["seeds"], r["fid_0"], r["fid_5"]) for r in along] == [
+        ("prior", 2, 60.5, 41.0),
+        ("wide", 2, 10.0, 45.0),
+    ]
+    (line,) = baselines
+    assert (line["seeds"], line["fid_prior"], line["fid_flow"]) == (2, 60.5, 30.5)
+    assert (line["fid_best_chain"], line["best_chain"]) == (41.0, "prior, mean, step 5")
+    assert line["fid_best_chain_std"] == pytest.approx(math.sqrt(2))
 
 
 def test_finished_units_are_skipped_and_new_ones_recorded(tmp_path: Path) -> None:
@@ -160,7 +187,8 @@ def test_the_tiny_study_runs_end_to_end_and_resumes(
     assert {r["seeds"] for r in tables["training"]} == {args.seeds, args.conv_seeds}
     assert results["left"] == [] and results["machine"]["cpu_count"]
     text = (tmp_path / "out" / "tables.md").read_text()
-    for heading in ("Training", "Samples: chain from prior", "Class histogram", "Interpolation"):
+    headings = ("Training", "FID at a glance", "Samples: chain from prior", "Interpolation")
+    for heading in (*headings, "Class histogram"):
         assert f"## {heading}" in text
     assert "Not applicable for AAE" in text
     figures = {p.name for p in (tmp_path / "out" / "figures").iterdir()}
