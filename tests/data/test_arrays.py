@@ -71,6 +71,7 @@ def test_train_test_keys_and_real_range(tmp_path: Path) -> None:
         ({"x": np.arange(10)}, "labels"),
         ({"x": np.zeros((4, 4)), "y": np.zeros(3, dtype=np.int64)}, "3 labels for 4"),
         ({"x": np.full((4, 4), np.nan)}, "16 NaN"),
+        ({"x": np.full((4, 4), 1e300)}, "beyond float32's range"),
     ],
 )
 def test_bad_files_raise_data_error(tmp_path: Path, arrays: dict, fragment: str) -> None:

@@ -165,7 +165,13 @@ def _to_split(arrays: dict[str, np.ndarray], key: str, path: Path) -> Split:
     if images.dtype == np.uint8:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32) / 255.0
     else:
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        try:
+            with np.errstate(over="raise"):
+                x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        except FloatingPointError:
+            raise DataError(
+                f"{source}: values beyond float32's range (about ±3.4e38); rescale the data"
+            ) from None
     label_key = key.replace("x", "y", 1)
     if label_key not in arrays:
         return Split(x=x)
