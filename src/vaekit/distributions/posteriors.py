@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -89,14 +89,21 @@ def detached_gaussian(q: Distribution) -> Independent:
     return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
+@runtime_checkable
+class Widenable(Protocol):
+    """A posterior built on Gaussians (an IAF, two stochastic layers, a user's own) that
+    widens them itself: ``widened(factor)`` returns the same kind of distribution with every
+    Gaussian's scale times ``factor``, cut from the graph."""
+
+    def widened(self, factor: float) -> Distribution: ...
+
+
 def widened(q: Distribution, factor: float) -> Distribution:
     """``q`` with its Gaussian's scale times ``factor``, cut from the graph: a proposal for
-    Metropolis-Hastings steps. A posterior built on Gaussians (an IAF, two stochastic layers)
-    widens them through its own ``widened(factor)`` method."""
-    own = getattr(q, "widened", None)
-    if callable(own):
-        out: Distribution = own(factor)
-        return out
+    Metropolis-Hastings steps. A diagonal Gaussian is widened here; a ``Widenable`` posterior
+    widens itself."""
+    if isinstance(q, Widenable):
+        return q.widened(factor)
     base = detached_gaussian(q).base_dist
     assert isinstance(base, Normal)
     wider = Normal(base.loc, base.scale * factor, validate_args=False)

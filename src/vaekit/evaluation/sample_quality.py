@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from vaekit.evaluation.context import EvaluationContext, MetricResult, NotApplicable
+from vaekit.evaluation.extractor import FeatureExtractor
 from vaekit.evaluation.features import Features
 from vaekit.models.conditional import labels_for
 from vaekit.samplers.base import Sampler
@@ -204,10 +205,13 @@ def sample_quality_metric(ctx: EvaluationContext) -> MetricResult:
         real_features, extractor.embed(samples), extractor.hash, generator=reference_generator
     )
     result["sampler"] = type(sampler).__name__
-    spec = getattr(extractor, "spec", {})
-    if labels is not None and spec.get("objective") == "classifier":
+    if (
+        labels is not None
+        and isinstance(extractor, FeatureExtractor)
+        and extractor.spec["objective"] == "classifier"
+    ):
         # the share of class-conditional samples the extractor assigns to their own class
-        result["conditional_accuracy"] = extractor.accuracy(samples, labels)  # type: ignore[attr-defined]
+        result["conditional_accuracy"] = extractor.accuracy(samples, labels)
     result["reference"] = {
         **sanity_references(extractor, real, real_features, generator=reference_generator),
         "noise": noise_range(real),
