@@ -6,10 +6,15 @@ import math
 
 import pytest
 import torch
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Independent, Laplace
 
 from vaekit.build import build_model
 from vaekit.config import ModelConfig
-from vaekit.samplers import MASKS, impute
+from vaekit.distributions import StandardNormalPrior
+from vaekit.models import VAE
+from vaekit.samplers import MASKS, MarkovChainSampler, MetropolisWithinGibbsKernel, impute
+from vaekit.samplers.imputation import initial_imputation
 
 NUM_CHAINS = 4000
 BURN_IN = 60
@@ -111,6 +116,66 @@ def test_metropolis_within_gibbs_refuses_a_deterministic_encoder() -> None:
         impute(model, x, missing, method="mwg", num_steps=1)
     with pytest.raises(ValueError, match="unknown imputation"):
         impute(model, x, missing, method="gibbs", num_steps=1)
+
+
+class _LaplaceEncoder(nn.Module):
+    """A user's encoder whose q(z|x) is a Laplace, optionally with its own ``widened``."""
+
+    def __init__(self, widenable: bool):
+        super().__init__()
+        self.net, self.widenable = nn.Linear(16, 4), widenable
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        loc, log_scale = self.net(x.flatten(1)).chunk(2, dim=-1)
+        return _Laplace(loc, log_scale.exp()) if self.widenable else _plain(loc, log_scale.exp())
+
+
+class _PixelDecoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(2, 16)
+
+    def forward(self, z: torch.Tensor) -> Distribution:
+        logits = self.net(z).view(-1, 1, 4, 4)
+        return Independent(Bernoulli(logits=logits, validate_args=False), 3)
+
+
+def _plain(loc: torch.Tensor, scale: torch.Tensor) -> Distribution:
+    return Independent(Laplace(loc, scale), 1)
+
+
+class _Laplace(Independent):
+    """Independent Laplace that widens itself (the Widenable contract)."""
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
+        super().__init__(Laplace(loc, scale), 1)
+        self.loc_, self.scale_ = loc, scale
+
+    def widened(self, factor: float) -> Distribution:
+        return _plain(self.loc_.detach(), self.scale_.detach() * factor)
+
+
+def test_metropolis_within_gibbs_widens_a_users_encoder_or_says_how() -> None:
+    """A non-Gaussian encoder: one error naming the two ways out; each way out then runs (a
+    Widenable distribution, or the proposal unwidened) and accepts some proposals."""
+
+    def model(widenable: bool) -> VAE:
+        torch.manual_seed(0)
+        return VAE(_LaplaceEncoder(widenable), _PixelDecoder(), StandardNormalPrior(2))
+
+    x = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    missing = MASKS["center"](50, (1, 4, 4), None)
+    with pytest.raises(ValueError, match=r"not for a Laplace.*Widenable.*proposal_scale=1\.0"):
+        impute(model(False), x, missing, method="mwg", num_steps=1)
+    runs = [
+        impute(model(True), x, missing, method="mwg", num_steps=20),
+        MarkovChainSampler(
+            model(False),
+            kernel=MetropolisWithinGibbsKernel(model(False), missing, proposal_scale=1.0),
+        ).run(initial_imputation(model(False), x, missing), 20),
+    ]
+    for trajectory in runs:
+        assert 0 < trajectory.diagnostics["acceptance_rate"] < 1
 
 
 @pytest.mark.parametrize("posterior", ["gaussian", "iaf"])

@@ -26,6 +26,7 @@ from vaekit.distributions.posteriors import (
     GaussianHead,
     IAFHead,
     IAFPosterior,
+    Widenable,
     diagonal_gaussian,
 )
 from vaekit.distributions.priors import (
@@ -62,6 +63,7 @@ __all__ = [
     "TwoLayerEncoder",
     "TwoLayerPrior",
     "VampPrior",
+    "Widenable",
     "bits_per_dim",
     "diagonal_gaussian",
     "draw",

@@ -104,7 +104,16 @@ def widened(q: Distribution, factor: float) -> Distribution:
     widens itself."""
     if isinstance(q, Widenable):
         return q.widened(factor)
-    base = detached_gaussian(q).base_dist
+    try:
+        base = detached_gaussian(q).base_dist
+    except TypeError:
+        kind = type(q.base_dist if isinstance(q, Independent) else q).__name__
+        raise ValueError(
+            f"a Metropolis-Hastings proposal widens q(z|x), which vaekit can do for a diagonal "
+            f"Gaussian, not for a {kind}: give the encoder's distribution a method "
+            "widened(factor) (vaekit.distributions.Widenable), or build the kernel with "
+            "proposal_scale=1.0"
+        ) from None
     assert isinstance(base, Normal)
     wider = Normal(base.loc, base.scale * factor, validate_args=False)
     return Independent(wider, 1, validate_args=False)
