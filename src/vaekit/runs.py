@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -301,5 +302,16 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
         "safetensors": safetensors.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "argv": list(sys.argv if argv is None else argv),
+        "argv": _portable(list(sys.argv if argv is None else argv)),
     }
+
+
+def _portable(argv: list[str]) -> list[str]:
+    """``argv`` with a script path inside the working directory made relative to it
+    (``python -m benchmarks.x`` puts an absolute path first), so that provenance names the
+    command the same on every machine."""
+    if argv and os.path.isabs(argv[0]):
+        script, here = Path(argv[0]), Path.cwd()
+        if script.is_relative_to(here):
+            return [str(script.relative_to(here)), *argv[1:]]
+    return argv

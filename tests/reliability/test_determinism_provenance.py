@@ -18,7 +18,7 @@ from reliability_helpers import TINY, assert_trees_equal
 import vaekit
 from vaekit.build import build_dataset
 from vaekit.cli import main
-from vaekit.runs import read_run_config
+from vaekit.runs import provenance, read_run_config
 from vaekit.training.checkpoint import load_training_state
 from vaekit.training.run_files import config_sha256
 
@@ -85,3 +85,16 @@ def test_deterministic_cannot_be_switched_on_by_a_resume(
     assert code == (2 if flag else 0)
     if flag:
         assert "--deterministic applies from the start" in capsys.readouterr().err
+
+
+def test_provenance_names_a_script_inside_the_working_directory_relatively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m pkg.script`` records an absolute argv[0]: inside the working directory it is
+    kept relative to it, so that the command reads the same on every machine."""
+    monkeypatch.chdir(tmp_path)
+    script = str(tmp_path / "benchmarks" / "script.py")
+    assert provenance([script, "--out", "x"])["argv"] == ["benchmarks/script.py", "--out", "x"]
+    elsewhere = str(tmp_path.parent / "other.py")
+    assert provenance([elsewhere])["argv"] == [elsewhere]
+    assert provenance(["vaekit", "train"])["argv"] == ["vaekit", "train"]
