@@ -205,7 +205,7 @@ def source_identity(source: Source, first: Tensor) -> str:
     if isinstance(source, LoaderStream):
         return digest.hexdigest()[:16]
     tensors = [source.x] if isinstance(source, InMemory) else [first]
-    if not isinstance(source, LoaderStream) and source.y is not None:
+    if source.y is not None:
         tensors.append(source.y)
     for tensor in tensors:
         flat = tensor.detach().cpu().contiguous().reshape(-1)
