@@ -344,12 +344,7 @@ def _markdown(
         markdown(
             tables["fid-by-step"],
             [("model", "model"), ("start", "start"), ("decode", "decode")],
-            [
-                (str(step), f"fid_{step}", 1, 1.0)
-                for step in sorted(
-                    {int(k[4:]) for r in tables["fid-by-step"] for k in r if k[4:].isdigit()}
-                )
-            ],
+            [(step, f"fid_{step}", 1, 1.0) for step in args.steps.split(",")],
         ),
         "",
         "The fitted samplers beside the best chain cell of each model (the lowest mean FID "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import sys
@@ -310,8 +309,7 @@ def _portable(argv: list[str]) -> list[str]:
     """``argv`` with a script path inside the working directory made relative to it
     (``python -m benchmarks.x`` puts an absolute path first), so that provenance names the
     command the same on every machine."""
-    if argv and os.path.isabs(argv[0]):
-        script, here = Path(argv[0]), Path.cwd()
-        if script.is_relative_to(here):
-            return [str(script.relative_to(here)), *argv[1:]]
+    script, here = Path(argv[0]) if argv else Path(), Path.cwd()
+    if script.is_absolute() and script.is_relative_to(here):
+        return [str(script.relative_to(here)), *argv[1:]]
     return argv

@@ -149,10 +149,10 @@ class _Laplace(Independent):
 
     def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
         super().__init__(Laplace(loc, scale), 1)
-        self.loc_, self.scale_ = loc, scale
 
     def widened(self, factor: float) -> Distribution:
-        return _plain(self.loc_.detach(), self.scale_.detach() * factor)
+        base = self.base_dist
+        return _plain(base.loc.detach(), base.scale.detach() * factor)
 
 
 def test_metropolis_within_gibbs_widens_a_users_encoder_or_says_how() -> None:
@@ -165,14 +165,13 @@ def test_metropolis_within_gibbs_widens_a_users_encoder_or_says_how() -> None:
 
     x = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     missing = MASKS["center"](50, (1, 4, 4), None)
+    plain = model(False)
     with pytest.raises(ValueError, match=r"not for a Laplace.*Widenable.*proposal_scale=1\.0"):
-        impute(model(False), x, missing, method="mwg", num_steps=1)
+        impute(plain, x, missing, method="mwg", num_steps=1)
+    unwidened = MetropolisWithinGibbsKernel(plain, missing, proposal_scale=1.0)
     runs = [
         impute(model(True), x, missing, method="mwg", num_steps=20),
-        MarkovChainSampler(
-            model(False),
-            kernel=MetropolisWithinGibbsKernel(model(False), missing, proposal_scale=1.0),
-        ).run(initial_imputation(model(False), x, missing), 20),
+        MarkovChainSampler(plain, kernel=unwidened).run(initial_imputation(plain, x, missing), 20),
     ]
     for trajectory in runs:
         assert 0 < trajectory.diagnostics["acceptance_rate"] < 1
