@@ -89,7 +89,7 @@ def test_python_api_loads_the_run(run_dir: Path) -> None:
         (["train", "--set", "model.likelihood=poisson"], "unknown likelihood 'poisson'"),
         (["train", "--set", "model.latnt_dim=2"], "unknown key 'model.latnt_dim'"),
         (["train", "--config", "missing.toml"], "not found"),
-        (["sample", "no/such/run"], "does not exist"),
+        (["sample", "no/such/run"], "not found"),
         (["plot", "."], "run config"),
     ],
 )

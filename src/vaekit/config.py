@@ -276,9 +276,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} not found; see the recipes in configs/")
-        try:
-            tree = tomllib.loads(path.read_text())
+            what = "a folder, not a file" if path.is_dir() else "not found"
+            raise ConfigError(f"config file {str(path)!r} is {what}; see the recipes in configs/")
+        try:  # utf-8-sig: a byte-order mark, as some editors write, is not TOML
+            tree = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from None
     return config_from_dict(tree, overrides)

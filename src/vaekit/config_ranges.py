@@ -63,7 +63,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.grad_clip": (_positive, "positive, or none"),
     "train.ema_decay": (_unit_open, "strictly between 0 and 1 (e.g. 0.999), or none"),
     "train.eval_batch_size": (_at_least(1), "at least 1"),
-    "train.seed": (_at_least(0), "a non-negative integer"),
+    "train.seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
     "train.num_threads": (_at_least(1), "at least 1, or none"),
     "train.checkpoint_every_steps": (_at_least(1), "at least 1, or none"),
     "train.max_bad_steps": (_at_least(1), "at least 1"),

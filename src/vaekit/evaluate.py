@@ -138,7 +138,7 @@ def evaluate_run(
     if log is not None and note and "log-likelihood" in names:
         log(note)
     data, run_seed = run.config.data, run.config.train.seed
-    dataset = build_dataset(data, run_seed)
+    dataset = run.dataset()
     ctx = EvaluationContext(
         model=run.model,
         dataset=dataset,
@@ -152,7 +152,7 @@ def evaluate_run(
         grey_targets=_grey_targets(run.config.model.likelihood, dataset, split),
         compile=compile,
         matmul=matmul,
-        load_grey=lambda: build_dataset(replace(data, binarize="none"), run_seed),
+        load_grey=lambda: run.dataset(replace(data, binarize="none")),
         load_extractor=extractor_loader(data),
     )
     results = run_metrics(ctx, names, log=log)

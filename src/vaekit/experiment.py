@@ -26,12 +26,8 @@ from vaekit.runtime import (
 )
 from vaekit.training.distributed import World, process_group
 from vaekit.training.launch import make_trainer, run_trainer
-from vaekit.training.run_files import (
-    check_new_run_dir,
-    config_sha256,
-    prepare_run_dir,
-    recorded_config_sha256,
-)
+from vaekit.training.run_claim import check_new_run_dir, prepare_run_dir, training_into
+from vaekit.training.run_files import config_sha256, recorded_config_sha256
 
 
 def train(
@@ -64,18 +60,19 @@ def train(
     device = choose_device(config.train.device)
     with process_group(device) as world:
         device = world.device(device)
-        return _train(
-            config,
-            Path(out),
-            world,
-            device,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            log=log,
-            argv=argv,
-            callbacks=callbacks,
-        )
+        with training_into(Path(out), main=world.is_main):
+            return _train(
+                config,
+                Path(out),
+                world,
+                device,
+                resume=resume,
+                overwrite=overwrite,
+                progress=progress,
+                log=log,
+                argv=argv,
+                callbacks=callbacks,
+            )
 
 
 def _train(

@@ -32,7 +32,8 @@ from vaekit.runtime import (
 )
 from vaekit.training.distributed import process_group
 from vaekit.training.launch import make_trainer, run_trainer
-from vaekit.training.run_files import config_sha256, prepare_run_dir, recorded_config_sha256
+from vaekit.training.run_claim import prepare_run_dir, training_into
+from vaekit.training.run_files import config_sha256, recorded_config_sha256
 
 BINARIZATIONS = ("none", "dynamic")
 
@@ -124,60 +125,66 @@ def fit(
     with process_group(device) as world:
         device = world.device(device)
         run = None if out is None else RunDir(Path(out))
-        if run is not None:
-            world.run_on_main(lambda: prepare_run_dir(run.path, resume=resume, overwrite=overwrite))
-        recipe = recipe_of(model)
-        python_class = None
-        if recipe is None:
-            python_class = f"{type(model).__module__}.{type(model).__qualname__}"
-        model_cfg = ModelConfig() if recipe is None else recipe[0]
-        config = Config("python", DataConfig(name=PYTHON_DATA), model_cfg, train_cfg)
-        config_hash = config_sha256(config)
-        if run is not None and resume:
-            _check_same_settings(run, config)
-            config_hash = recorded_config_sha256(run)
-        trainer = make_trainer(
-            model,
-            data,
-            train_cfg,
-            run=run,
-            config_hash=config_hash,
-            device=device,
-            world=world,
-            progress=progress,
-            log=log,
-            callbacks=callbacks,
-        )
-
-        def write_config() -> None:
-            assert run is not None
-            write_run_config(
-                run,
-                config,
-                event_shape,
-                python_class=python_class,
-                num_classes=condition_size(model),
-                class_names=names,
-            )
-
-        facts = {"dataset": PYTHON_DATA, "dataset_identity": source_identity(train_source, sample)}
-        run_trainer(
-            trainer,
-            run,
-            train_cfg,
-            resume=resume,
-            config_hash=config_hash,
-            facts=facts,
-            write_config=write_config,
-            argv=None,
-        )
-        if run is not None and len(event_shape) in (1, 3):
-            figures = _figure_data(data, sample, names)
-            world.run_on_main(
-                lambda: render_run_figures(
-                    trainer.model, figures, run, trainer.history, seed=train_cfg.seed
+        with training_into(None if run is None else run.path, main=world.is_main):
+            if run is not None:
+                world.run_on_main(
+                    lambda: prepare_run_dir(run.path, resume=resume, overwrite=overwrite)
                 )
+            recipe = recipe_of(model)
+            python_class = None
+            if recipe is None:
+                python_class = f"{type(model).__module__}.{type(model).__qualname__}"
+            model_cfg = ModelConfig() if recipe is None else recipe[0]
+            config = Config("python", DataConfig(name=PYTHON_DATA), model_cfg, train_cfg)
+            config_hash = config_sha256(config)
+            if run is not None and resume:
+                _check_same_settings(run, config)
+                config_hash = recorded_config_sha256(run)
+            trainer = make_trainer(
+                model,
+                data,
+                train_cfg,
+                run=run,
+                config_hash=config_hash,
+                device=device,
+                world=world,
+                progress=progress,
+                log=log,
+                callbacks=callbacks,
             )
+
+            def write_config() -> None:
+                assert run is not None
+                write_run_config(
+                    run,
+                    config,
+                    event_shape,
+                    python_class=python_class,
+                    num_classes=condition_size(model),
+                    class_names=names,
+                )
+
+            facts = {
+                "dataset": PYTHON_DATA,
+                "dataset_identity": source_identity(train_source, sample),
+            }
+            run_trainer(
+                trainer,
+                run,
+                train_cfg,
+                resume=resume,
+                config_hash=config_hash,
+                facts=facts,
+                write_config=write_config,
+                argv=None,
+            )
+            if run is not None and len(event_shape) in (1, 3):
+                figures = _figure_data(data, sample, names)
+                world.run_on_main(
+                    lambda: render_run_figures(
+                        trainer.model, figures, run, trainer.history, seed=train_cfg.seed
+                    )
+                )
     return trainer.model
 
 

@@ -13,10 +13,11 @@ import numpy as np
 import safetensors
 import torch
 
-from vaekit.build import build_model, recipe_of
-from vaekit.config import Config, config_from_dict, config_to_dict
+from vaekit.build import build_dataset, build_model, recipe_of
+from vaekit.config import Config, DataConfig, config_from_dict, config_to_dict
+from vaekit.data.base import Dataset
 from vaekit.data.standardize import Standardization
-from vaekit.errors import CheckpointError, ConfigError, VaekitError
+from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
 from vaekit.files import write_json
 from vaekit.models.base import Autoencoder
 from vaekit.runtime import RunDir
@@ -58,6 +59,42 @@ class Run:
         """How figures name class ``index``: "class 3", with its name where the data named
         the classes ("class 1 (square)")."""
         return class_label(index, self.class_names)
+
+    def dataset(self, data: DataConfig | None = None) -> Dataset:
+        """The run's data (``data``: other settings of them, e.g. not binarised), split as in
+        training; ``DataError`` where they do not fit the model, e.g. after ``--data-path``
+        pointed at other data."""
+        data = data or self.config.data
+        dataset = build_dataset(data, self.config.train.seed)
+        where = f" at {data.path}" if data.path else ""
+        if tuple(dataset.event_shape) != tuple(self.event_shape):
+            raise DataError(
+                f"the data{where} have points of shape {tuple(dataset.event_shape)}, but "
+                f"{str(self.dir.path)!r} was trained on points of shape {self.event_shape}; "
+                "point --data-path (or --data-root) at the run's data"
+            )
+        recorded = self._recorded_identity() if data is self.config.data else None
+        if recorded is not None and recorded != dataset.identity:
+            raise DataError(
+                f"the data{where} differ from those {str(self.dir.path)!r} was trained on "
+                f"(identity {dataset.identity}, recorded {recorded}); point --data-path (or "
+                "--data-root) at the run's data"
+            )
+        count, found = condition_size(self.model), dataset.num_classes
+        if count is not None and found is not None and found > count:
+            raise DataError(
+                f"the data{where} have {found} classes, but {str(self.dir.path)!r} was trained "
+                f"on {count}; point --data-path (or --data-root) at the run's data"
+            )
+        return dataset
+
+    def _recorded_identity(self) -> str | None:
+        """The identity of the data the run was trained on, as its provenance.json records it."""
+        if not self.dir.provenance.is_file():
+            return None
+        info = read_json(self.dir.provenance, "provenance")
+        value = info.get("dataset_identity") if isinstance(info, dict) else None
+        return value if isinstance(value, str) else None
 
 
 def class_label(index: int, class_names: tuple[str, ...]) -> str:
@@ -160,7 +197,10 @@ def _absolute(path: str | None) -> str | None:
 def _read_meta(path: str | Path) -> dict[str, Any]:
     run = RunDir(Path(path))
     if not run.path.is_dir():
-        raise CheckpointError(f"run directory {str(run.path)!r} does not exist")
+        what = "a file, not a folder" if run.path.exists() else "not found"
+        raise CheckpointError(
+            f"run directory {str(run.path)!r} is {what}; give the folder vaekit train wrote"
+        )
     meta = read_json(run.config, "run config")
     if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{str(run.config)!r} is not a vaekit run config")

@@ -48,13 +48,17 @@ def save_weights(path: Path, module: nn.Module) -> Path:
 def load_weights(path: Path, module: nn.Module, *, against: str = "its config.json") -> None:
     """Load safetensors weights into ``module``; missing, corrupt or mismatched files raise
     (``against`` names what the weights must match in the message)."""
+    repair = (
+        f"a run that still has its training_state.pt writes it again with vaekit train --resume "
+        f"{path.parent}; otherwise restore it from a copy"
+    )
     if not path.is_file():
-        raise CheckpointError(f"model file {str(path)!r} is missing")
+        raise CheckpointError(f"model file {str(path)!r} is missing; {repair}")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"model file {str(path)!r} is corrupt or truncated ({error})"
+            f"model file {str(path)!r} is corrupt or truncated ({error}); {repair}"
         ) from None
     try:
         module.load_state_dict(tensors, strict=True)

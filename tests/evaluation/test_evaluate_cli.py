@@ -109,7 +109,7 @@ def test_bad_arguments_exit_2(
 
 def test_missing_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[type-arg]
     assert main(["evaluate", str(tmp_path / "nope"), "--metrics", "elbo"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("amx", [True, False])

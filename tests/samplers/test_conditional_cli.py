@@ -128,15 +128,15 @@ def test_a_code_fit_needs_the_training_labels(
     """Data streamed without labels at sampling time: one error line, and the way out."""
     import dataclasses
 
-    import vaekit.cli.sample
+    import vaekit.runs
 
-    real = vaekit.cli.sample.build_dataset
+    real = vaekit.runs.build_dataset
 
     def without_labels(*args: object, **kwargs: object):
         dataset = real(*args, **kwargs)
         return dataclasses.replace(dataset, train=dataclasses.replace(dataset.train, y=None))
 
-    monkeypatch.setattr(vaekit.cli.sample, "build_dataset", without_labels)
+    monkeypatch.setattr(vaekit.runs, "build_dataset", without_labels)
     assert main(["sample", str(run), "--sampler", "flow"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vaekit: error: --sampler flow fits the codes") and "Traceback" not in err

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from vaekit import __version__, accel
+from vaekit.cli.checks import check_arguments, out_of_memory, path_problem
 from vaekit.cli.common import Parser, error_line
 from vaekit.cli.data import add_data
 from vaekit.cli.evaluate import add_compare, add_evaluate
@@ -63,17 +64,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 2
     args.argv = argv  # recorded in each run's provenance
-    for name in ("num_samples", "num", "pairs"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            error_line(f"--{name.replace('_', '-')} must be at least 1")
-            return 2
     accel.retain_freed_memory()  # every step frees and re-asks megabyte temporaries
     try:
+        check_arguments(args)
         return int(args.handler(args))
     except VaekitError as error:
-        error_line(str(error))
+        error_line(str(error), cause=error)
         return 2
-    except KeyboardInterrupt:
-        error_line("interrupted")
+    except KeyboardInterrupt as error:
+        error_line("interrupted", cause=error)
         return 130
+    except OSError as error:  # a path that cannot be written or read, found while working
+        error_line(path_problem(error), cause=error)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        if not out_of_memory(error):
+            raise
+        error_line(
+            f"not enough memory ({str(error).splitlines()[0][:200]}); ask for less: fewer "
+            "samples, steps or datapoints, a smaller batch or model",
+            cause=error,
+        )
+        return 2

@@ -10,7 +10,6 @@ from typing import NoReturn, TypeAlias
 
 import torch
 
-from vaekit.build import build_dataset
 from vaekit.errors import VaekitError
 from vaekit.models.conditional import labels_for
 from vaekit.runs import Run, load_run
@@ -20,9 +19,11 @@ Handler = Callable[[argparse.Namespace], int]
 Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
-def error_line(message: str) -> None:
-    """The one line a user error prints on stderr."""
-    print(f"vaekit: error: {message}", file=sys.stderr)
+def error_line(message: str, *, cause: BaseException | None = None) -> None:
+    """The one line a user error prints on stderr; the notes of the exception ``cause``
+    (``add_note``, e.g. where a replaced run was kept) follow on the same line."""
+    notes = getattr(cause, "__notes__", [])
+    print(f"vaekit: error: {'; '.join([message, *notes])}", file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):
@@ -106,7 +107,7 @@ def run_and_points(args: argparse.Namespace) -> tuple[Run, torch.Tensor, torch.T
     """The run, the first ``args.num`` datapoints of its ``args.split`` on the chosen device,
     and their labels for a conditional model (else None)."""
     run = load_run(args.run, device=device(args), **data_paths(args))
-    split = getattr(build_dataset(run.config.data, run.config.train.seed), args.split)
+    split = getattr(run.dataset(), args.split)
     labels = labels_for(run.model, split.y)
     labels = None if labels is None else labels[: args.num].to(device(args))
     return run, split.x[: args.num].to(device(args)), labels

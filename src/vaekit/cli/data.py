@@ -21,7 +21,8 @@ def add_data(sub: Subcommands) -> None:
     """The ``data`` subcommand and its actions."""
     data = sub.add_parser("data", help="manage datasets", description="manage datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    p = data_sub.add_parser("fetch", help="download or extract a dataset into the cache")
+    what = "download or extract a dataset into the cache"
+    p = data_sub.add_parser("fetch", help=what, description=what)
     p.set_defaults(handler=cmd_data_fetch, parser=p)
     p.add_argument("name", help="dataset name, e.g. mnist")
     p.add_argument("--root", help="data directory (default: $VAEKIT_DATA or ~/.cache/vaekit/data)")

@@ -79,7 +79,11 @@ def add_evaluate(sub: Subcommands) -> None:
     p = command(sub, "evaluate", cmd_evaluate, "score a run; print a table, write evaluation.json")
     with_run(p)
     with_split(p, "the datapoints scored")
-    p.add_argument("--metrics", help="comma-separated metric names (default: all; see docs)")
+    from vaekit.evaluation import METRICS
+
+    p.add_argument(
+        "--metrics", help=f"comma-separated metric names (default: all): {', '.join(METRICS)}"
+    )
     p.add_argument(
         "--num-importance-samples",
         type=int,

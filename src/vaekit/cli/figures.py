@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from vaekit import plots
-from vaekit.build import build_dataset
 from vaekit.cli.common import (
     Subcommands,
     command,
@@ -43,7 +42,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from vaekit.training.run_files import read_metrics
 
     run = load_run(args.run, device=device(args), **data_paths(args))
-    dataset = build_dataset(run.config.data, run.config.train.seed)
+    dataset = run.dataset()
     history = read_metrics(run.dir)
     for path in render_run_figures(run.model, dataset, run.dir, history, seed=args.seed):
         print(f"wrote {path}")

@@ -93,7 +93,11 @@ def add_impute(sub: Subcommands) -> None:
         default="mwg",
         help="mwg (Metropolis-within-Gibbs, exact) or pseudo-gibbs",
     )
-    p.add_argument("--steps", default="0,1,10,100", help="chain steps to show, one row each")
+    p.add_argument(
+        "--steps",
+        default="0,1,10,100",
+        help="comma-separated chain steps to show, one row each (default 0,1,10,100)",
+    )
     p.add_argument("--num", type=int, default=8, help="datapoints to impute (default 8)")
     with_split(p, "the split the datapoints come from")
     p.add_argument(

@@ -7,7 +7,6 @@ import argparse
 import torch
 
 from vaekit import plots
-from vaekit.build import build_dataset
 from vaekit.cli.common import (
     Subcommands,
     command,
@@ -28,10 +27,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     if args.num_points < 2 or args.chain_steps < 0:
         raise VaekitError("--num-points must be at least 2 and --chain-steps non-negative")
     run = load_run(args.run, device=device(args), **data_paths(args))
-    dataset = build_dataset(run.config.data, run.config.train.seed)
+    dataset = run.dataset()
     split = getattr(dataset, args.split).x
     if len(split) < 2 * args.pairs:
-        raise VaekitError(f"the {args.split} split has fewer than {2 * args.pairs} points")
+        raise VaekitError(
+            f"--pairs {args.pairs} needs {2 * args.pairs} points, and the {args.split} split has "
+            f"{len(split)}: ask for at most {len(split) // 2} pairs"
+        )
     x = split[: 2 * args.pairs].to(device(args))
     classes = labels_for(run.model, getattr(dataset, args.split).y)
     if classes is not None:  # a conditional model: paths between two images of one class
@@ -109,7 +111,12 @@ def add_interpolate(sub: Subcommands) -> None:
         default="slerp",
         help="the path between two codes: lerp (straight line) or slerp (along the sphere)",
     )
-    p.add_argument("--chain-steps", type=int, default=0, help="refine each point by k steps")
+    p.add_argument(
+        "--chain-steps",
+        type=int,
+        default=0,
+        help="refine each point by this many Markov-chain steps (default 0: none)",
+    )
     p.add_argument(
         "--num-points", type=int, default=10, help="points on each path, ends included (default 10)"
     )

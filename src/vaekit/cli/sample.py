@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from vaekit import plots
-from vaekit.build import build_dataset, lookup
+from vaekit.build import lookup
 from vaekit.cli.common import (
     Subcommands,
     command,
@@ -51,7 +51,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if cls is PriorSampler:
         sampler = PriorSampler(run.model, decode=args.decode)
     else:
-        dataset = build_dataset(run.config.data, run.config.train.seed)
+        dataset = run.dataset()
         if condition is not None and dataset.train.y is None:
             raise VaekitError(
                 f"--sampler {args.sampler} fits the codes of the training data, which a "
@@ -125,7 +125,7 @@ def _write_samples(
         return write_npy(out, samples)
     if args.format == "csv":
         return write_csv(out, samples, names=run.feature_names)
-    dataset = dataset or build_dataset(run.config.data, run.config.train.seed)
+    dataset = dataset or run.dataset()
     real = dataset.train.x[:5000]
     if dataset.standardization is not None:
         real = dataset.standardization.invert(real)
@@ -139,7 +139,7 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
     start = args.start or "prior"
     data = None
     if start == "data":
-        data = build_dataset(run.config.data, run.config.train.seed).train.x
+        data = run.dataset().train.x
     sampler = MarkovChainSampler(run.model, data, start=start, decode=args.decode)
     images = len(run.event_shape) == 3
     condition = run.model.condition
@@ -177,7 +177,12 @@ def _sample_chain(args: argparse.Namespace, run: Run, generator: torch.Generator
 
 def add_sample(sub: Subcommands) -> None:
     """The ``sample`` subcommand."""
-    p = command(sub, "sample", cmd_sample, "draw samples from a trained model into a PNG grid")
+    p = command(
+        sub,
+        "sample",
+        cmd_sample,
+        "draw samples from a trained model: a PNG grid, or numbers (--format npy, csv)",
+    )
     with_run(p)
     p.add_argument(
         "--num-samples",

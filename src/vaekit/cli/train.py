@@ -58,10 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             argv=["vaekit", *args.argv],
         )
     except TrainingInterrupted as stop:
-        error_line(f"{stop}: vaekit train --resume {out}")
+        error_line(f"{stop}: vaekit train --resume {out}", cause=stop)
         return 128 + stop.signum
     except TrainingDiverged as error:
-        error_line(str(error))
+        error_line(str(error), cause=error)
         return 3
     if main_process:
         print(f"done: {run.dir.path}")

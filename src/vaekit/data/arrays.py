@@ -37,6 +37,12 @@ def load_arrays(options: SourceOptions) -> RawData:
     if options.path is None:
         raise DataError("arrays needs a path: set the data path to a .npy, .npz or .csv file")
     path = options.path
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "not found"
+        raise DataError(
+            f"data file {path} is {what}; set data.path (or --data-path for a run) to a .npy, "
+            ".npz or .csv file"
+        )
     if options.label_column is not None and path.suffix != ".csv":
         raise DataError(
             f"data.label_column names a column of a .csv file, but {path} is not one; "

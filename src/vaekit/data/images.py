@@ -155,7 +155,8 @@ def list_images(folder: Path) -> list[Path]:
     once), in sorted order, leaving out hidden files and folders (names starting with ".",
     such as .ipynb_checkpoints); ``DataError`` if none."""
     if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist; check the data path")
+        what = "a file, not a folder" if folder.exists() else "not found"
+        raise DataError(f"image folder {folder} is {what}; check the data path")
     found, seen = [], set()
     for top, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)

@@ -36,8 +36,11 @@ def load_training_state(path: Path) -> dict[str, Any]:
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or hostile files
+        first = (str(error).splitlines() or [type(error).__name__])[0][:200]
         raise CheckpointError(
-            f"training state {str(path)!r} is corrupt or not a vaekit state ({error})"
+            f"training state {str(path)!r} is corrupt or not a vaekit state ({first}); the run "
+            "cannot resume from it: restore the file from a copy, or start a new run (the run's "
+            "model.safetensors still serves sample and evaluate)"
         ) from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != STATE_FORMAT_VERSION:

@@ -1,49 +1,21 @@
-"""A training run's directory: made or refused, its metrics.jsonl, its complete-or-absent
-checkpoints, and the config hash that ties a training state to its run."""
+"""A training run's files: its metrics.jsonl, its complete-or-absent checkpoints, and the
+config hash that ties a training state to its run (``run_claim``: the directory itself)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from vaekit.config import Config, config_to_dict
 from vaekit.errors import CheckpointError
-from vaekit.files import atomic_write, atomic_write_many, remove_stale_temporaries
+from vaekit.files import atomic_write, atomic_write_many
 from vaekit.runtime import RunDir
 from vaekit.training.checkpoint import state_writer
 from vaekit.weights import read_json, weights_writer
-
-
-def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
-    """Refuse to clobber an existing run unless asked to resume or overwrite it."""
-    run = RunDir(path)
-    if resume:
-        if not run.training_state.is_file():
-            raise CheckpointError(
-                f"cannot resume {str(path)!r}: it has no training_state.pt; train without --resume"
-            )
-        remove_stale_temporaries(path)  # left by a writer killed mid-checkpoint
-        return run
-    if path.exists() and any(path.iterdir()):
-        check_new_run_dir(path, overwrite=overwrite)
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return run
-
-
-def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
-    """Refuse a new run in a non-empty directory unless ``overwrite`` (nothing is touched)."""
-    if not overwrite and path.exists() and any(path.iterdir()):
-        raise CheckpointError(
-            f"run directory {str(path)!r} already exists; pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --out"
-        )
 
 
 def read_metrics(run: RunDir) -> list[dict[str, float]]:
