@@ -1,4 +1,5 @@
-"""Shared fixtures: small models and a probabilistic-PCA model with its exact posterior."""
+"""Shared fixtures: small models, a probabilistic-PCA model with its exact posterior, and a
+tiny run trained through the CLI."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
 
+from vaekit.cli import main
 from vaekit.distributions import FixedGaussianLikelihood, GaussianHead, StandardNormalPrior
 from vaekit.models import VAE, NetworkDecoder, TrunkEncoder
 from vaekit.nn import MLPDecoderNet
@@ -94,3 +97,14 @@ def fresh_compiled_graphs() -> Iterator[None]:
 
 def log_mean_exp(x: Tensor, dim: int) -> Tensor:
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
+
+
+TINY = str(Path(__file__).parents[1] / "configs" / "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny recipe trained by ``vaekit train`` (2 epochs), one per test module."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
+    return out

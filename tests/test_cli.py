@@ -19,13 +19,6 @@ ROOT = Path(__file__).parents[1]
 TINY = str(ROOT / "configs" / "tiny.toml")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
-    return out
-
-
 def test_train_writes_a_self_describing_run(run_dir: Path) -> None:
     for name in ("config.json", "model.safetensors", "training_state.pt", "metrics.jsonl",
                  "provenance.json", "samples.png", "reconstructions.png", "latent.png",

@@ -19,15 +19,8 @@ TINY = str(ROOT / "configs" / "tiny.toml")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def vectors(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A Gaussian run trained on 6 columns, and files of 7 and of 6 other columns."""
+    """A Gaussian run_dir trained on 6 columns, and files of 7 and of 6 other columns."""
     folder = tmp_path_factory.mktemp("vectors")
     rng = np.random.default_rng(0)
     np.save(folder / "six.npy", rng.normal(size=(100, 6)).astype(np.float32))
@@ -47,14 +40,14 @@ def one_error(argv: list[str], message: str, capsys: Any) -> None:
     assert message in err, err
 
 
-def test_counts_seeds_and_lists_are_checked_before_any_work(run: Path, capsys: Any) -> None:
+def test_counts_seeds_and_lists_are_checked_before_any_work(run_dir: Path, capsys: Any) -> None:
     cases = [
-        (["evaluate", str(run), "--threads", "0"], "--threads must be at least 1, got 0"),
-        (["evaluate", str(run), "--batch-size", "-2"], "--batch-size must be at least 1"),
-        (["evaluate", str(run), "--metrics", ""], "--metrics is empty"),
-        (["sample", str(run), "--sampler", "markov-chain", "--steps", ","], "--steps is empty"),
-        (["sample", str(run), "--seed", str(2**64)], "--seed must be an integer in [0, 2**63)"),
-        (["interpolate", str(run), "--pairs", "100000"], "ask for at most"),
+        (["evaluate", str(run_dir), "--threads", "0"], "--threads must be at least 1, got 0"),
+        (["evaluate", str(run_dir), "--batch-size", "-2"], "--batch-size must be at least 1"),
+        (["evaluate", str(run_dir), "--metrics", ""], "--metrics is empty"),
+        (["sample", str(run_dir), "--sampler", "markov-chain", "--steps", ","], "--steps is empty"),
+        (["sample", str(run_dir), "--seed", str(2**64)], "--seed must be an integer in [0, 2**63)"),
+        (["interpolate", str(run_dir), "--pairs", "100000"], "ask for at most"),
     ]
     for argv, message in cases:
         one_error(argv, message, capsys)
@@ -62,21 +55,23 @@ def test_counts_seeds_and_lists_are_checked_before_any_work(run: Path, capsys: A
 
 
 def test_train_options_that_do_not_apply_are_refused(
-    run: Path, tmp_path: Path, capsys: Any
+    run_dir: Path, tmp_path: Path, capsys: Any
 ) -> None:
-    before = sorted(p.name for p in run.iterdir())
-    one_error(["train", "--resume", str(run), "--out", str(tmp_path / "x")], "drop --out", capsys)
+    before = sorted(p.name for p in run_dir.iterdir())
+    one_error(
+        ["train", "--resume", str(run_dir), "--out", str(tmp_path / "x")], "drop --out", capsys
+    )
     one_error(
         ["train", "--config", TINY, "--data-path", "x.npy", "--out", str(tmp_path / "y")],
         "--set data.path=FILE",
         capsys,
     )
-    assert sorted(p.name for p in run.iterdir()) == before
+    assert sorted(p.name for p in run_dir.iterdir()) == before
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_output_paths_that_cannot_be_written(
-    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
@@ -85,13 +80,17 @@ def test_output_paths_that_cannot_be_written(
     new = ["train", "--config", TINY, "--quiet", "--out"]
     one_error([*new, str(a_file)], "is a file", capsys)
     one_error([*new, str(a_file / "run")], "which is a file", capsys)
-    one_error(["sample", str(run), "--out", str(a_folder)], "is a folder", capsys)
-    one_error(["evaluate", str(run), "--out", str(a_file / "e.json")], "which is a file", capsys)
+    one_error(["sample", str(run_dir), "--out", str(a_folder)], "is a folder", capsys)
+    one_error(
+        ["evaluate", str(run_dir), "--out", str(a_file / "e.json")], "which is a file", capsys
+    )
     one_error(["compare", "a.json", "b.json", "--out", str(a_folder)], "is a folder", capsys)
     assert a_file.read_text() == "mine" and not any(a_folder.iterdir())
     # A folder this process may not write (as root, chmod would not stop it).
     monkeypatch.setattr(vaekit.cli.checks.os, "access", lambda path, mode: False)
-    one_error(["sample", str(run), "--out", str(a_folder / "s.png")], "cannot be written", capsys)
+    one_error(
+        ["sample", str(run_dir), "--out", str(a_folder / "s.png")], "cannot be written", capsys
+    )
 
 
 def test_file_and_memory_failures_while_working_are_one_line(
@@ -117,21 +116,21 @@ def test_file_and_memory_failures_while_working_are_one_line(
 
 
 def test_data_that_do_not_fit_the_run(vectors: tuple[Path, Path], capsys: Any) -> None:
-    run, seven = vectors
+    trained, seven = vectors
     other = seven.with_name("other.npy")
     for command in (["evaluate", "--metrics", "elbo"], ["reconstruct"]):
-        argv = [command[0], str(run), *command[1:], "--data-path"]
+        argv = [command[0], str(trained), *command[1:], "--data-path"]
         one_error([*argv, str(seven)], "have points of shape (7,), but", capsys)
         one_error([*argv, str(other)], "differ from those", capsys)
     moved = seven.with_name("moved.npy")
     shutil.copy(seven.with_name("six.npy"), moved)  # the same data elsewhere are fine
     assert (
-        main(["reconstruct", str(run), "--data-path", str(moved), "--out", str(moved) + ".png"])
+        main(["reconstruct", str(trained), "--data-path", str(moved), "--out", str(moved) + ".png"])
         == 0
     )
 
 
-def test_paths_of_the_wrong_kind_say_so(run: Path, tmp_path: Path, capsys: Any) -> None:
+def test_paths_of_the_wrong_kind_say_so(run_dir: Path, tmp_path: Path, capsys: Any) -> None:
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     out = ["--out", str(tmp_path / "r"), "--quiet"]
@@ -149,14 +148,16 @@ def test_a_recipe_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
     assert vaekit.load_config(recipe) == vaekit.load_config(TINY)
 
 
-def test_damaged_run_files_say_how_to_repair_them(run: Path, tmp_path: Path, capsys: Any) -> None:
+def test_damaged_run_files_say_how_to_repair_them(
+    run_dir: Path, tmp_path: Path, capsys: Any
+) -> None:
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
+    shutil.copytree(run_dir, copy)
     (copy / "model.safetensors").unlink()
     one_error(["sample", str(copy)], f"vaekit train --resume {copy}", capsys)
-    # ... and that command does: the finished run's weights are written again.
+    # ... and that command does: the finished run_dir's weights are written again.
     assert main(["train", "--resume", str(copy), "--quiet"]) == 0
-    assert (copy / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
+    assert (copy / "model.safetensors").read_bytes() == (run_dir / "model.safetensors").read_bytes()
     damaged = b"PK\x03\x04 not a state"
     (copy / "training_state.pt").write_bytes(damaged)
     one_error(["train", "--resume", str(copy), "--quiet"], "restore the file from a copy", capsys)

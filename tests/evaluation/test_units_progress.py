@@ -18,14 +18,10 @@ from vaekit.evaluation.likelihood import below_elbo_fraction, elbo_terms, log_li
 from vaekit.evaluation.progress import Progress
 from vaekit.runs import load_run
 
-TINY = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
-
 
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "vae"
-    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
-    return out
+def vae_run(run_dir: Path) -> Path:
+    return run_dir
 
 
 def test_report_has_units_and_parzen_its_own_name(vae_run: Path, capsys) -> None:  # type: ignore[no-untyped-def]

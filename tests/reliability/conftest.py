@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -65,3 +66,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setattr(vaekit.experiment, "render_run_figures", lambda *a, **k: [])
         vaekit.experiment.train(tiny_config("train.epochs=1"), out, progress=False)
     return out
+
+
+@pytest.fixture
+def run(finished: Path, tmp_path: Path) -> Path:
+    """A copy of ``finished`` that a test may change."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy

@@ -21,13 +21,6 @@ from vaekit.training.checkpoint import load_training_state
 from vaekit.training.trainer import Trainer
 
 
-@pytest.fixture
-def run(finished: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 

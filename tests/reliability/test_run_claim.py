@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,6 @@ from vaekit.training.run_claim import LOCK_NAME, replaced_path
 
 CONFIG = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
 TINY = ["--config", CONFIG, "--quiet", "--set", "train.epochs=1"]
-
-
-@pytest.fixture
-def run(finished: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
