@@ -109,6 +109,8 @@ def test_file_and_memory_failures_while_working_are_one_line(
     too_big = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 12 TB")
     monkeypatch.setattr(vaekit.cli.data, "cmd_data_fetch", fails(too_big))
     one_error(["data", "fetch", "mnist"], "not enough memory", capsys)
+    monkeypatch.setattr(vaekit.cli.data, "cmd_data_fetch", fails(MemoryError()))
+    one_error(["data", "fetch", "mnist"], "not enough memory (MemoryError)", capsys)
     # Any other RuntimeError is a bug, not bad input: it is not dressed up as one.
     monkeypatch.setattr(vaekit.cli.data, "cmd_data_fetch", fails(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):

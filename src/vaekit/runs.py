@@ -90,9 +90,10 @@ class Run:
 
     def _recorded_identity(self) -> str | None:
         """The identity of the data the run was trained on, as its provenance.json records it."""
-        if not self.dir.provenance.is_file():
+        try:
+            info = read_json(self.dir.provenance, "provenance")
+        except CheckpointError:  # absent or unreadable: nothing to check against
             return None
-        info = read_json(self.dir.provenance, "provenance")
         value = info.get("dataset_identity") if isinstance(info, dict) else None
         return value if isinstance(value, str) else None
 

@@ -4,19 +4,25 @@ to every other."""
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+import vaekit
 import vaekit.experiment
+import vaekit.training.run_claim
 from vaekit.cli import main
+from vaekit.errors import CheckpointError, VaekitError
 from vaekit.training.launch import run_trainer
 from vaekit.training.rollback import TrainingDiverged
 from vaekit.training.run_claim import LOCK_NAME, replaced_path
+
+fcntl = pytest.importorskip("fcntl")  # the lock is what these tests are about
 
 CONFIG = str(Path(__file__).parents[2] / "configs" / "tiny.toml")
 TINY = ["--config", CONFIG, "--quiet", "--set", "train.epochs=1"]
@@ -124,3 +130,67 @@ def test_a_new_run_holds_its_directory_while_it_trains(
     config = vaekit.load_config(CONFIG)
     vaekit.experiment.train(config, out, progress=False, callbacks=[second_process])
     assert seen and (out / "model.safetensors").is_file() and not replaced_path(out).exists()
+
+
+def fails_before_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def trainer_fails(*args: Any, **kwargs: Any) -> None:
+        raise VaekitError("no trainer (injected)")
+
+    monkeypatch.setattr(vaekit.experiment, "make_trainer", trainer_fails)
+
+
+def test_a_run_that_fails_before_writing_leaves_nothing(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, no_figures: None
+) -> None:
+    """A new directory is removed again; an overwritten run is put back whole."""
+    fails_before_writing(monkeypatch)
+    new = tmp_path / "new"
+    assert main(["train", *TINY, "--out", str(new)]) == 2
+    assert not new.exists()
+    before = snapshot(run)
+    assert main(["train", *TINY, "--out", str(run), "--overwrite"]) == 2
+    assert "injected" in capsys.readouterr().err
+    assert snapshot(run) == before and not replaced_path(run).exists()
+    # A directory left holding only its lock file (a process killed at that point) is free.
+    new.mkdir()
+    (new / LOCK_NAME).touch()
+    monkeypatch.undo()
+    assert main(["train", *TINY, "--out", str(new)]) == 0
+
+
+def test_overwrite_through_a_symlink_replaces_the_link_not_its_target(
+    run: Path, tmp_path: Path, no_figures: None
+) -> None:
+    before = snapshot(run)
+    link = tmp_path / "latest"
+    link.symlink_to(run, target_is_directory=True)
+    assert main(["train", *TINY, "--out", str(link), "--overwrite"]) == 0
+    assert link.is_dir() and not link.is_symlink() and (link / "config.json").is_file()
+    assert snapshot(run) == before and not replaced_path(link).exists()
+    assert main(["train", *TINY, "--out", str(link), "--overwrite"]) == 0  # released
+
+
+def test_a_file_system_without_locks_trains_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_figures: None
+) -> None:
+    def no_locks(*args: Any) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(vaekit.training.run_claim.fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="without locks"):
+        assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_fit_overwrites_only_runs(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    model = vaekit.build_model(vaekit.load_config(CONFIG).model, (1, 4, 4))
+    x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(CheckpointError, match="no vaekit run"):
+        vaekit.fit(model, x, out=mine, overwrite=True, epochs=1)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    vaekit.fit(model, x, out=tmp_path / "run", epochs=1, batch_size=10)
+    vaekit.fit(model, x, out=tmp_path / "run", overwrite=True, epochs=1, batch_size=10)
+    assert not replaced_path(tmp_path / "run").exists()

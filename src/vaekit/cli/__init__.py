@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not out_of_memory(error):
             raise
         error_line(
-            f"not enough memory ({str(error).splitlines()[0][:200]}); ask for less: fewer "
+            f"not enough memory ({(str(error).splitlines() or ['MemoryError'])[0][:200]}); ask "
+            "for less: fewer "
             "samples, steps or datapoints, a smaller batch or model",
             cause=error,
         )

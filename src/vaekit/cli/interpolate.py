@@ -32,7 +32,12 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     if len(split) < 2 * args.pairs:
         raise VaekitError(
             f"--pairs {args.pairs} needs {2 * args.pairs} points, and the {args.split} split has "
-            f"{len(split)}: ask for at most {len(split) // 2} pairs"
+            f"{len(split)}: "
+            + (
+                f"ask for at most {len(split) // 2} pairs"
+                if len(split) > 1
+                else "use another --split"
+            )
         )
     x = split[: 2 * args.pairs].to(device(args))
     classes = labels_for(run.model, getattr(dataset, args.split).y)

@@ -3,16 +3,21 @@
 - A new run never lands in a directory holding anything but a run: ``overwrite`` replaces a
   run (a directory with a ``config.json``), never other files or the working directory.
 - The run it replaces is moved aside to ``<out>.replaced`` and deleted only once the new run
-  has finished; if the new one fails, both are kept and the error says where the old one is.
+  has finished. If the new one fails before writing anything, the old run is moved back; if it
+  fails later, both are kept and the error says where the old one is.
 - While a process trains into a directory it holds an exclusive lock on ``<out>/.vaekit-lock``
   (``fcntl.flock``; the operating system releases it when the process ends, however it ends):
-  a second ``vaekit train`` into the same directory, or a second ``--resume``, is refused
-  instead of writing into the same files. Platforms without ``fcntl`` train without the lock.
+  a second training into the same directory, or a second resume, is refused instead of writing
+  into the same files. Where there is no ``fcntl`` (Windows) or the file system refuses locks,
+  runs train without the lock (with a warning in the second case).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,11 +34,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".vaekit-lock"
+# flock's answers on file systems without locks (NFS without lockd, Lustre without -o flock)
+NO_LOCKS = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
 
 @dataclass
 class _Claim:
     lock: IO[bytes] | None
+    created: bool  # the directory did not exist before this run
     replaced: Path | None = None  # where the run this one replaces waits, if any
 
 
@@ -46,12 +54,15 @@ def replaced_path(path: Path) -> Path:
 
 
 def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
-    """Refuse a new run at ``path`` unless it is free: absent, an empty directory, or (with
-    ``overwrite``) a run that may be replaced. Nothing is touched."""
+    """Refuse a new run at ``path`` unless it is free: absent, empty (a lock file alone left by
+    a run that failed before writing counts as empty), or (with ``overwrite``) a run that may
+    be replaced. Nothing is touched."""
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"--out {str(path)!r} is a file; give a directory path for the run")
-    if not path.exists() or not any(path.iterdir()):
+    if not _has_run_files(path):
         return
+    if (path / LOCK_NAME).is_file():  # a directory some process trains into: said so
+        _unlock(_lock(path))
     if not overwrite:
         raise CheckpointError(
             f"run directory {str(path)!r} already exists; pass --resume to continue it, "
@@ -69,7 +80,7 @@ def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
             "replace it: run from elsewhere or choose another --out"
         )
     aside = replaced_path(path)
-    if aside.exists():
+    if aside.exists() or aside.is_symlink():
         raise CheckpointError(
             f"{str(aside)!r} holds a run kept by an earlier --overwrite whose new run did not "
             "finish; delete or move it, then run again"
@@ -85,59 +96,114 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
             raise CheckpointError(
                 f"cannot resume {str(path)!r}: it has no training_state.pt; train without --resume"
             )
-        _hold(path)
+        _hold(path, created=False)
         remove_stale_temporaries(path)  # left by a writer killed mid-checkpoint
         return run
     check_new_run_dir(path, overwrite=overwrite)
     replaced = None
-    if path.is_dir() and any(path.iterdir()):
+    if _has_run_files(path):
         old = _lock(path)  # a run still training is not moved away under its process
-        replaced = replaced_path(path)
-        path.rename(replaced)
-        _unlock(old)
-    path.mkdir(parents=True, exist_ok=True)
-    _hold(path, replaced)
-    if any(item.name != LOCK_NAME for item in path.iterdir()):  # another process was quicker
-        release(path)
-        raise CheckpointError(
-            f"run directory {str(path)!r} was filled by another process meanwhile; choose "
-            "another --out"
-        )
+        try:
+            path.rename(replaced_path(path))  # a symlink to a run: the link moves
+            replaced = replaced_path(path)
+        finally:
+            _unlock(old)
+    try:
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        _hold(path, created=created, replaced=replaced)
+        if _has_run_files(path):  # another process was quicker
+            release(path)
+            raise CheckpointError(
+                f"run directory {str(path)!r} was filled by another process meanwhile; choose "
+                "another --out"
+            )
+    except BaseException as error:
+        if replaced is not None:
+            error.add_note(_kept(replaced))
+        raise
     return run
 
 
 @contextmanager
 def training_into(path: Path | None, *, main: bool = True) -> Iterator[None]:
-    """Around one training into ``path``: on success, the run it replaced (if any) is deleted;
-    on failure it is kept, and the error carries a note naming it; either way the directory
-    is released. ``main``: whether this process is the one that writes the run (rank 0)."""
-    key = None if path is None or not main else path.resolve()
+    """Around one training into ``path`` (``main``: this process writes the run, rank 0).
+
+    On success the run it replaced, if any, is deleted. On failure, a run that wrote nothing
+    yet is removed again (and the run it replaced moved back); one that did is kept, and the
+    error carries a note naming the replaced run. Either way the directory is released.
+    """
+    key = None if path is None or not main else _key(path)
     held_before = _CLAIMS.get(key) if key is not None else None
     try:
         yield
     except BaseException as error:
         claim = _CLAIMS.get(key) if key is not None else None
-        if claim is not None and claim is not held_before and claim.replaced is not None:
-            error.add_note(f"the run --overwrite was replacing is kept in {str(claim.replaced)!r}")
-        raise
-    else:
-        claim = _CLAIMS.get(key) if key is not None else None
-        if claim is not None and claim is not held_before and claim.replaced is not None:
-            shutil.rmtree(claim.replaced)
-    finally:
-        if key is not None and _CLAIMS.get(key) is not held_before:
+        if key is not None and claim is not None and claim is not held_before:
             release(key)
+            _undo(key, claim, error)
+        raise
+    claim = _CLAIMS.get(key) if key is not None else None
+    if key is not None and claim is not None and claim is not held_before:
+        release(key)
+        if claim.replaced is not None:
+            _discard(claim.replaced)
 
 
 def release(path: Path) -> None:
     """Let go of ``path`` (no-op where this process does not hold it)."""
-    claim = _CLAIMS.pop(path.resolve(), None)
+    claim = _CLAIMS.pop(_key(path), None)
     if claim is not None:
         _unlock(claim.lock)
 
 
-def _hold(path: Path, replaced: Path | None = None) -> None:
-    _CLAIMS[path.resolve()] = _Claim(_lock(path), replaced)
+def _key(path: Path) -> Path:
+    return Path(os.path.abspath(path))  # symlinks kept: a moved link is not its target
+
+
+def _has_run_files(path: Path) -> bool:
+    return path.is_dir() and any(item.name != LOCK_NAME for item in path.iterdir())
+
+
+def _kept(replaced: Path) -> str:
+    return f"the run --overwrite was replacing is kept in {str(replaced)!r}"
+
+
+def _undo(path: Path, claim: _Claim, error: BaseException) -> None:
+    """After a failed run: remove what it made if that is only its lock file, and put the
+    replaced run back; else leave both and say where the replaced run is."""
+    if _has_run_files(path):
+        if claim.replaced is not None:
+            error.add_note(_kept(claim.replaced))
+        return
+    try:
+        if claim.created or claim.replaced is not None:
+            (path / LOCK_NAME).unlink(missing_ok=True)
+            path.rmdir()
+        if claim.replaced is not None:
+            claim.replaced.rename(path)
+    except OSError as cleanup:
+        error.add_note(f"could not tidy {str(path)!r} ({cleanup})")
+        if claim.replaced is not None:
+            error.add_note(_kept(claim.replaced))
+
+
+def _discard(replaced: Path) -> None:
+    try:
+        if replaced.is_symlink():
+            replaced.unlink()  # the link alone: its target is not ours to delete
+        else:
+            shutil.rmtree(replaced)
+    except OSError as error:
+        warnings.warn(
+            f"the run finished, but the run it replaced could not be deleted from "
+            f"{str(replaced)!r} ({error}); delete it by hand",
+            stacklevel=3,
+        )
+
+
+def _hold(path: Path, *, created: bool, replaced: Path | None = None) -> None:
+    _CLAIMS[_key(path)] = _Claim(_lock(path), created, replaced)
 
 
 def _lock(path: Path) -> IO[bytes] | None:
@@ -152,6 +218,16 @@ def _lock(path: Path) -> IO[bytes] | None:
             f"another vaekit process is training into {str(path)!r}; wait for it to end or "
             "choose another --out"
         ) from None
+    except OSError as error:
+        handle.close()
+        if error.errno not in NO_LOCKS:
+            raise
+        warnings.warn(
+            f"{str(path)!r} is on a file system without locks ({error.strerror}): a second "
+            "process training into it would not be refused",
+            stacklevel=3,
+        )
+        return None
     return handle
 
 
