@@ -80,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as error:
         if not out_of_memory(error):
             raise
+        first = (str(error).splitlines() or [type(error).__name__])[0][:200]
         error_line(
-            f"not enough memory ({(str(error).splitlines() or ['MemoryError'])[0][:200]}); ask "
-            "for less: fewer "
-            "samples, steps or datapoints, a smaller batch or model",
+            f"not enough memory ({first}); ask for less: fewer samples, steps or datapoints, "
+            "a smaller batch or model",
             cause=error,
         )
         return 2
