@@ -19,6 +19,7 @@ from typing import Any
 from vaekit.files import write_json
 
 Row = dict[str, Any]
+SCORED = ("samples", "interpolation", "imputation")  # unit kinds scored with the extractor
 
 
 class Units:
@@ -218,12 +219,18 @@ def summarise(finished: dict[str, Row], models: Sequence[Any], args: Any) -> Row
         impute_rows, ["model", "mask", "method", "step"], [c[1] for c in IMPUTATION_COLUMNS]
     )
     timings = [{"unit": key, "seconds": row.get("seconds")} for key, row in finished.items()]
+    scored = [row for key, row in finished.items() if key.split("/")[0] in SCORED]
+    extractors: dict[str, int] = {}
+    for row in scored:
+        name = row.get("extractor", "not recorded")
+        extractors[name] = extractors.get(name, 0) + 1
     return {
         "benchmark": "markov-chain-study",
         "reference": reference,
+        "extractors": extractors,
         "tables": tables,
         "timings": timings,
-        "markdown": _markdown(tables, args, num_classes, not_applicable, reference),
+        "markdown": _markdown(tables, args, num_classes, not_applicable, reference, extractors),
     }
 
 
@@ -306,9 +313,11 @@ def _markdown(
     num_classes: int,
     not_applicable: dict[str, str],
     reference: Row,
+    extractors: dict[str, int],
 ) -> str:
     """tables.md: every table with the sample counts it rests on."""
     extractor = reference.get("extractor", {})
+    counts = ", ".join(f"`{name}` {n}" for name, n in extractors.items())
     parts = [
         "# Markov-chain study: tables",
         "",
@@ -316,7 +325,8 @@ def _markdown(
         f"cell is the mean ± sample std over the `seeds` finished so far (one seed: the value "
         f"alone). Extractor `{extractor.get('hash', '?')}` (test accuracy "
         f"{extractor.get('test_accuracy', float('nan')):.4f}); real images: the "
-        f"{reference.get('num_test', '?')} test images.",
+        f"{reference.get('num_test', '?')} test images. Scored units by the extractor they "
+        f"record: {counts or 'none yet'}.",
         "",
         "## Training",
         "",

@@ -46,8 +46,9 @@ from benchmarks.common import machine, train_logged
 from benchmarks.markov_chain_report import Row, Units, summarise
 from vaekit.build import build_dataset
 from vaekit.config import Config, load_config
-from vaekit.evaluate import extractor_loader
-from vaekit.evaluation.extractor import FeatureExtractor
+from vaekit.evaluate import extractor_data_config
+from vaekit.evaluation.extractor import ExtractorCache, FeatureExtractor
+from vaekit.evaluation.features import features_for
 from vaekit.evaluation.sample_quality import sanity_references
 from vaekit.files import atomic_write, write_json
 from vaekit.runs import Run, load_run
@@ -132,6 +133,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the units of these of --kinds only; processes with disjoint --only share one "
         "study (one core each), and the tables still cover every kind",
     )
+    parser.add_argument(
+        "--networks",
+        default="mlp,conv",
+        help="run the models of these networks only, in this order (default mlp,conv)",
+    )
     sizes = parser.add_argument_group("sizes (default: the issue's; --tiny: small)")
     for name, value in FULL.items():
         flag = "--" + name.replace("_", "-")
@@ -142,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.only is not None and not set(args.only.split(",")) <= set(args.kinds.split(",")):
         parser.error(f"--only {args.only} must name kinds of --kinds {args.kinds}")
+    if not args.networks or not set(args.networks.split(",")) <= {"mlp", "conv"}:
+        parser.error(f"--networks {args.networks}: a comma-separated list of mlp and conv")
     defaults = TINY if args.tiny else FULL
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -297,6 +305,35 @@ def train_unit(spec: ModelSpec, args: argparse.Namespace, budget: Budget) -> Row
     }
 
 
+def retrain_if_lost(
+    spec: ModelSpec, args: argparse.Namespace, budget: Budget, units: Units
+) -> None:
+    """Train ``spec`` again if its training finished in an earlier process but its run is gone
+    or unfinished (a new machine without the runs folder): same recipe, seed and stopping rule,
+    before the model's remaining units. ``retrain/<id>`` records the new run and how far its
+    validation curve lies from the first one's (0 when training is bitwise reproducible)."""
+    first = units.get(f"train/{spec.id}")
+    run = RunDir(Path(args.runs) / spec.id)
+    history = [objective(r) for r in read_metrics(run)] if run.metrics.is_file() else []
+    finished = len(history) >= args.max_epochs or (
+        converged_at(history, window=args.window, tolerance=args.tolerance) is not None
+    )
+    if first is None or (finished and run.model.is_file()):
+        return
+    log(f"{spec.id}: its run is gone or unfinished; training it again")
+    started = time.perf_counter()
+    row = train_unit(spec, args, budget)
+    again, before = row["val_objective"], first["val_objective"]
+    shared = min(len(again), len(before))
+    row["first_run"] = {"epochs": first["epochs"], "final_val_objective": before[-1]}
+    row["max_relative_difference"] = max(
+        (abs(a - b) / abs(b) for a, b in zip(again[:shared], before[:shared], strict=True)),
+        default=0.0,
+    )
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    units.put(f"retrain/{spec.id}", {"group": "retrain", **row})
+
+
 def estimate(args: argparse.Namespace, group: str, seen: list[float] | None = None) -> float:
     """Seconds the next unit of ``group`` (for training: the next epoch) is expected to take:
     1.25 x the slowest finished one (``seen``: epochs of this run so far), else a first guess
@@ -317,8 +354,8 @@ class Evaluation:
     """What the evaluation units share, loaded on first use: the extractor and test images
     (``Reference``), each seed's training images, each model and its training codes."""
 
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
+    def __init__(self, args: argparse.Namespace, budget: Budget, units: Units):
+        self.args, self.budget, self.units = args, budget, units
         self.device = choose_device("auto")
         self._ref: measure.Reference | None = None
         self._train_x: dict[int, torch.Tensor] = {}
@@ -326,7 +363,11 @@ class Evaluation:
 
     def ref(self, config: Config) -> measure.Reference:
         if self._ref is None:
-            extractor = extractor_loader(config.data)()
+            # The study keeps its own extractor beside its results: every later process, on any
+            # machine, scores with the same weights (a new machine would train its own copy,
+            # which float rounding makes differ)
+            dataset = build_dataset(extractor_data_config(config.data), 0)
+            extractor = features_for(dataset, ExtractorCache(Path(self.args.out) / "extractor"))
             assert isinstance(extractor, FeatureExtractor)  # images with labels: a classifier
             test = build_dataset(config.data, config.train.seed).test
             assert test.y is not None
@@ -336,6 +377,7 @@ class Evaluation:
     def model(self, spec: ModelSpec) -> tuple[Run, torch.Tensor, torch.Tensor]:
         """(run, training images, training codes z ~ q(z|x)) of ``spec``."""
         if self._model is None or self._model[0] != spec:
+            retrain_if_lost(spec, self.args, self.budget, self.units)
             run = load_run(Path(self.args.runs) / spec.id, device=self.device)
             if spec.seed not in self._train_x:
                 self._train_x[spec.seed] = build_dataset(run.config.data, spec.seed).train.x
@@ -360,11 +402,14 @@ class Unit:
 
 
 def plan(args: argparse.Namespace) -> list[Unit]:
-    """Every unit this process runs (the study's, or those of ``--only``'s kinds), in the order
-    it runs them; each model's units follow its training."""
+    """Every unit this process runs (the study's, or those of ``--only``'s kinds and
+    ``--networks``' networks), in the order it runs them; each model's units follow its
+    training."""
     only = None if args.only is None else set(args.only.split(","))
+    networks = args.networks.split(",")
     units = [Unit("reference/extractor", "reference")]
-    for spec in models_of(args):
+    chosen = [s for s in models_of(args) if s.network in networks]
+    for spec in sorted(chosen, key=lambda s: networks.index(s.network)):
         if only is not None and spec.kind not in only:
             continue
         units.append(Unit(f"train/{spec.id}", f"train-epoch-{spec.network}", spec))
@@ -456,12 +501,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = check_settings(args)
     out = Path(args.out)
     units, budget = Units(out), Budget(args.budget_minutes)
-    ev = Evaluation(args)
+    ev = Evaluation(args, budget, units)
     todo = plan(args)
     stopped: str | None = None
 
     def run_unit(unit: Unit) -> Row:
-        return {"group": unit.group, **compute(unit, args, ev, budget)}
+        row = {"group": unit.group, **compute(unit, args, ev, budget)}
+        if unit.spec is not None and not unit.group.startswith("train-epoch"):
+            row["extractor"] = ev.ref(model_config(unit.spec, args)).extractor.hash
+        return row
 
     def before(unit: Unit) -> None:  # only for a unit that runs
         if not unit.group.startswith("train-epoch"):  # training checks per epoch

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,8 @@ from benchmarks.markov_chain_study import (
     models_of,
     parse_args,
     plan,
+    retrain_if_lost,
+    train_unit,
 )
 
 from vaekit.training import StopTraining
@@ -139,9 +142,20 @@ def test_the_plan_covers_every_measurement_per_model() -> None:
     shares = [plan(parse_args(["--out", "o", "--runs", "r", "--only", o])) for o in OWN]
     assert sorted(u.key for u in shares[0] + shares[1][1:]) == sorted(keys)
     assert all("daae" not in u.key for u in shares[0])
-    assert "only" not in MEASUREMENT
+    assert "only" not in MEASUREMENT and "networks" not in MEASUREMENT
     with pytest.raises(SystemExit):
         parse_args(["--out", "o", "--runs", "r", "--kinds", "vae", "--only", "aae"])
+    # --networks: which models this process runs, in that order
+    conv_first = [u.key for u in plan(parse_args(["--out", "o", "--runs", "r", "--networks",
+                                                  "conv,mlp"]))]  # fmt: skip
+    assert sorted(conv_first) == sorted(keys) and conv_first[1] == "train/vae-conv-s0"
+    conv = plan(parse_args(["--out", "o", "--runs", "r", "--networks", "conv"]))
+    assert {u.spec.network for u in conv if u.spec} == {"conv"} and len(conv) == 1 + 4 * (
+        1 + samplers + 4 + 1 + 6
+    )
+    for bad in ("", "mlp,cnn"):
+        with pytest.raises(SystemExit):
+            parse_args(["--out", "o", "--runs", "r", "--networks", bad])
 
 
 def test_the_training_guard_stops_on_convergence_and_before_the_budget(tmp_path: Path) -> None:
@@ -157,6 +171,28 @@ def test_the_training_guard_stops_on_convergence_and_before_the_budget(tmp_path:
     args.max_epochs = 3
     guard = EpochGuard(args, Budget(0.0), tmp_path / "progress.json", [30.0, 20.0])
     guard(record)  # the last epoch: nothing left to stop
+
+
+def test_a_finished_model_whose_run_is_gone_is_trained_again(tmp_path: Path) -> None:
+    """A new machine without the runs folder: the model is trained again by the same rule and
+    seed before its remaining units, and the new curve is compared with the recorded one."""
+    args = parse_args(["--tiny", "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "r")])
+    args.max_epochs, units = 2, Units(tmp_path / "out")
+    spec = models_of(args)[0]
+    units.run(f"train/{spec.id}", lambda: train_unit(spec, args, Budget(None)))
+    run = tmp_path / "r" / spec.id
+    model = (run / "model.safetensors").read_bytes()
+    retrain_if_lost(spec, args, Budget(None), units)  # the run is there: nothing to do
+    assert units.get(f"retrain/{spec.id}") is None
+    shutil.rmtree(run)
+    retrain_if_lost(spec, args, Budget(None), units)
+    again = units.get(f"retrain/{spec.id}")
+    assert again is not None and again["epochs"] == 2 and again["seconds"] > 0
+    first = units.get(f"train/{spec.id}")
+    assert first is not None and again["first_run"]["epochs"] == first["epochs"]
+    # One machine, one seed: the same curve and the same weights
+    assert again["max_relative_difference"] == 0.0
+    assert (run / "model.safetensors").read_bytes() == model
 
 
 @pytest.mark.slow
@@ -186,6 +222,9 @@ def test_the_tiny_study_runs_end_to_end_and_resumes(
     assert len(tables["imputation"]) == models * 3 * impute_steps * 3 // 2
     assert {r["seeds"] for r in tables["training"]} == {args.seeds, args.conv_seeds}
     assert results["left"] == [] and results["machine"]["cpu_count"]
+    # One extractor, kept beside the results, scored every unit
+    assert list(results["extractors"]) == [results["reference"]["extractor"]["hash"]]
+    assert list((tmp_path / "out" / "extractor").rglob("extractor.safetensors"))
     text = (tmp_path / "out" / "tables.md").read_text()
     headings = ("Training", "FID at a glance", "Samples: chain from prior", "Interpolation")
     for heading in (*headings, "Class histogram"):
