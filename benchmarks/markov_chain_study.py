@@ -20,11 +20,14 @@ AAEs and their denoising variants? A resumable study over several sessions.
 
 Every unit (one training, one sampler on one model, ...) writes ``<out>/units/<key>.json`` when
 it finishes and is skipped when that file exists (so processes with disjoint ``--only`` kinds,
-one per core, share one study); ``--budget-minutes`` stops cleanly (exit 0,
-saying what is left) before the budget runs out. Every run rewrites ``<out>/results.json`` and
-``<out>/tables.md`` (mean ± std over the seeds finished so far) from the unit files; figures of
-the seed-0 models go to ``<out>/figures``. ``--tiny`` runs the whole study on the 8x8 digits in
-about a minute (the test of this script).
+one per core, share one study; ``--networks`` picks and orders the networks likewise);
+``--budget-minutes`` stops cleanly (exit 0, saying what is left) before the budget runs out.
+Every run rewrites ``<out>/results.json`` and ``<out>/tables.md`` (mean ± std over the seeds
+finished so far) from the unit files. The extractor that scores every unit is kept in
+``<out>/extractor`` (another machine can train other weights from the same seed), and a model
+whose run is gone is trained again by the same rule and seed before its remaining units.
+Figures of the seed-0 models go to ``<out>/figures``. ``--tiny`` runs the whole study on the
+8x8 digits in about a minute (the test of this script).
 """
 
 from __future__ import annotations
@@ -539,7 +542,9 @@ def main(argv: list[str] | None = None) -> int:
             "to continue"
         )
     else:
-        log(f"study complete: {len(todo)} units ({units.ran} run now, {units.skipped} found done)")
+        share = args.only is not None or args.networks != "mlp,conv"  # a part of the study
+        what = "this process's share (--only, --networks)" if share else "study"
+        log(f"{what} complete: {len(todo)} units ({units.ran} run now, {units.skipped} found done)")
     log(f"wrote {out / 'results.json'} and {out / 'tables.md'}")
     return 0
 
