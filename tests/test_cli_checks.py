@@ -132,6 +132,18 @@ def test_data_that_do_not_fit_the_run(vectors: tuple[Path, Path], capsys: Any) -
     )
 
 
+def test_data_path_on_a_dataset_that_reads_no_file(run_dir: Path, capsys: Any) -> None:
+    """The tiny recipe trains on the built-in digits: a --data-path would be ignored, so every
+    command that reads the run refuses it and says what moves a data cache."""
+    message = "'digits', which reads no file or folder; leave --data-path out; a moved data cache"
+    for command in (
+        ["sample", str(run_dir)],
+        ["evaluate", str(run_dir), "--metrics", "elbo"],
+        ["train", "--resume", str(run_dir)],
+    ):
+        one_error([*command, "--data-path", "elsewhere.npz"], message, capsys)
+
+
 def test_paths_of_the_wrong_kind_say_so(run_dir: Path, tmp_path: Path, capsys: Any) -> None:
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")

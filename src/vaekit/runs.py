@@ -15,6 +15,7 @@ import torch
 
 from vaekit.build import build_dataset, build_model, recipe_of
 from vaekit.config import Config, DataConfig, config_from_dict, config_to_dict
+from vaekit.data import READS_NO_PATH
 from vaekit.data.base import Dataset
 from vaekit.data.standardize import Standardization
 from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
@@ -228,6 +229,12 @@ def read_run_config(
         event_shape = tuple(int(v) for v in meta["event_shape"])
     except (ConfigError, KeyError, TypeError, ValueError, OverflowError) as error:
         raise CheckpointError(f"{str(RunDir(Path(path)).config)!r} is invalid: {error}") from None
+    if data_path is not None and config.data.name in READS_NO_PATH:
+        cache = "" if config.data.name == "ppca" else "; a moved data cache is --data-root"
+        raise ConfigError(
+            f"--data-path: the run at {str(path)!r} trains on the built-in dataset "
+            f"{config.data.name!r}, which reads no file or folder; leave --data-path out{cache}"
+        )
     recorded = meta.get("data_paths")
     recorded = recorded if isinstance(recorded, dict) else {}
     given = {"path": data_path, "root": data_root}

@@ -74,6 +74,10 @@ DATASETS: dict[str, Loader] = {
     "ppca": load_ppca,
 }
 
+# Built-in datasets that never read ``data.path`` (the cached downloads sit under
+# ``data.root``; ppca is generated)
+READS_NO_PATH = frozenset({"digits", "mnist", "fashion-mnist", "ppca"})
+
 DATA_ROOT_ENV = "VAEKIT_DATA"
 # Sources without a test split lose this fraction to one, carved with a fixed seed so every
 # run (whatever its seed) is evaluated on the same points.
