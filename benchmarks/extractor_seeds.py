@@ -25,6 +25,7 @@ import torch
 
 from benchmarks import markov_chain_measure as measure
 from benchmarks.common import machine
+from benchmarks.markov_chain_report import mean_std
 from vaekit.build import build_dataset
 from vaekit.evaluate import extractor_data_config
 from vaekit.evaluation.extractor import ExtractorCache, extractor_spec
@@ -34,10 +35,11 @@ from vaekit.runs import load_run
 from vaekit.samplers import MarkovChainSampler, PriorSampler
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    x = torch.tensor(values, dtype=torch.float64)
-    std = float(x.std()) if len(values) > 1 else 0.0
-    return {"mean": float(x.mean()), "std": std, "relative_std": std / abs(float(x.mean()))}
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, sample std (0 for one value) and std relative to the mean."""
+    mean, std = mean_std(values)
+    std = std or 0.0
+    return {"mean": mean, "std": std, "relative_std": std / abs(mean)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                 scores = measure.image_scores(ref, images, seed=0)
                 row[name] = {k: scores[k] for k in ("fid", "kid", "precision", "recall")}
             rows.append(row)
-    summary: dict[str, Any] = {"fid_half_vs_half": mean_std([r["fid_half_vs_half"] for r in rows])}
+    summary: dict[str, Any] = {"fid_half_vs_half": spread([r["fid_half_vs_half"] for r in rows])}
     names = list(samples)
     for name in names:
-        summary[name] = {m: mean_std([r[name][m] for r in rows]) for m in ("fid", "kid")}
+        summary[name] = {m: spread([r[name][m] for r in rows]) for m in ("fid", "kid")}
     gain = [r[names[1]]["fid"] - r[names[0]]["fid"] for r in rows]
-    summary["chain_minus_prior_fid"] = {"per_seed": gain, **mean_std(gain)}
+    summary["chain_minus_prior_fid"] = {"per_seed": gain, **spread(gain)}
     report = {
         "benchmark": "extractor-seeds",
         "run": {"name": run.config.name, "kind": run.config.model.kind},

@@ -12,6 +12,7 @@ import json
 import math
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -219,11 +220,13 @@ def summarise(finished: dict[str, Row], models: Sequence[Any], args: Any) -> Row
         impute_rows, ["model", "mask", "method", "step"], [c[1] for c in IMPUTATION_COLUMNS]
     )
     timings = [{"unit": key, "seconds": row.get("seconds")} for key, row in finished.items()]
-    scored = [row for key, row in finished.items() if key.split("/")[0] in SCORED]
-    extractors: dict[str, int] = {}
-    for row in scored:
-        name = row.get("extractor", "not recorded")
-        extractors[name] = extractors.get(name, 0) + 1
+    extractors = dict(
+        Counter(
+            row.get("extractor", "not recorded")
+            for key, row in finished.items()
+            if key.split("/")[0] in SCORED
+        )
+    )
     return {
         "benchmark": "markov-chain-study",
         "reference": reference,

@@ -46,7 +46,7 @@ import torch
 
 from benchmarks import markov_chain_measure as measure
 from benchmarks.common import machine, train_logged
-from benchmarks.markov_chain_report import Row, Units, summarise
+from benchmarks.markov_chain_report import SCORED, Row, Units, summarise
 from vaekit.build import build_dataset
 from vaekit.config import Config, load_config
 from vaekit.evaluate import extractor_data_config
@@ -270,16 +270,23 @@ class EpochGuard:
             self.budget.check("the next epoch", 1.25 * max(self.seconds[-3:]))
 
 
+def trained_so_far(run: RunDir, args: argparse.Namespace) -> tuple[list[float], bool]:
+    """The objectives of ``run``'s finished epochs (none without a training state to resume
+    from) and whether its training is over: converged, or at ``--max-epochs``."""
+    history = [objective(r) for r in read_metrics(run)] if run.training_state.is_file() else []
+    done = len(history) >= args.max_epochs or (
+        converged_at(history, window=args.window, tolerance=args.tolerance) is not None
+    )
+    return history, done
+
+
 def train_unit(spec: ModelSpec, args: argparse.Namespace, budget: Budget) -> Row:
     """Train (or resume) one model to convergence; the unit's row."""
     config = model_config(spec, args)
     path = Path(args.runs) / spec.id
     resume = RunDir(path).training_state.is_file()
-    history = [objective(r) for r in read_metrics(RunDir(path))] if resume else []
+    history, done = trained_so_far(RunDir(path), args)
     guard = EpochGuard(args, budget, Path(args.out) / "progress" / f"{spec.id}.json", history)
-    done = len(history) >= args.max_epochs or (
-        converged_at(history, window=args.window, tolerance=args.tolerance) is not None
-    )
     if not done:
         budget.check(
             f"an epoch of {spec.id}", estimate(args, f"train-epoch-{spec.network}", guard.seconds)
@@ -317,10 +324,7 @@ def retrain_if_lost(
     validation curve lies from the first one's (0 when training is bitwise reproducible)."""
     first = units.get(f"train/{spec.id}")
     run = RunDir(Path(args.runs) / spec.id)
-    history = [objective(r) for r in read_metrics(run)] if run.metrics.is_file() else []
-    finished = len(history) >= args.max_epochs or (
-        converged_at(history, window=args.window, tolerance=args.tolerance) is not None
-    )
+    _, finished = trained_so_far(run, args)
     if first is None or (finished and run.model.is_file()):
         return
     log(f"{spec.id}: its run is gone or unfinished; training it again")
@@ -376,6 +380,12 @@ class Evaluation:
             assert test.y is not None
             self._ref = measure.Reference.build(extractor, test.x, test.y)
         return self._ref
+
+    @property
+    def extractor_hash(self) -> str:
+        """The hash of the extractor ``ref`` loaded (the one every scored unit used)."""
+        assert self._ref is not None, "no unit has been scored yet"
+        return self._ref.extractor.hash
 
     def model(self, spec: ModelSpec) -> tuple[Run, torch.Tensor, torch.Tensor]:
         """(run, training images, training codes z ~ q(z|x)) of ``spec``."""
@@ -510,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_unit(unit: Unit) -> Row:
         row = {"group": unit.group, **compute(unit, args, ev, budget)}
-        if unit.spec is not None and not unit.group.startswith("train-epoch"):
-            row["extractor"] = ev.ref(model_config(unit.spec, args)).extractor.hash
+        if unit.key.split("/")[0] in SCORED:
+            row["extractor"] = ev.extractor_hash
         return row
 
     def before(unit: Unit) -> None:  # only for a unit that runs

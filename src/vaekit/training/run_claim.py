@@ -135,19 +135,23 @@ def training_into(path: Path | None, *, main: bool = True) -> Iterator[None]:
     """
     key = None if path is None or not main else _key(path)
     held_before = _CLAIMS.get(key) if key is not None else None
+
+    def made_here() -> tuple[Path, _Claim] | None:
+        """The claim this training made (not one held before it), released."""
+        claim = _CLAIMS.get(key) if key is not None else None
+        if key is None or claim is None or claim is held_before:
+            return None
+        release(key)
+        return key, claim
+
     try:
         yield
     except BaseException as error:
-        claim = _CLAIMS.get(key) if key is not None else None
-        if key is not None and claim is not None and claim is not held_before:
-            release(key)
-            _undo(key, claim, error)
+        if (made := made_here()) is not None:
+            _undo(*made, error)
         raise
-    claim = _CLAIMS.get(key) if key is not None else None
-    if key is not None and claim is not None and claim is not held_before:
-        release(key)
-        if claim.replaced is not None:
-            _discard(claim.replaced)
+    if (made := made_here()) is not None and made[1].replaced is not None:
+        _discard(made[1].replaced)
 
 
 def release(path: Path) -> None:
