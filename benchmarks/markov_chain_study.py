@@ -27,7 +27,7 @@ finished so far) from the unit files. The extractor that scores every unit is ke
 ``<out>/extractor`` (another machine can train other weights from the same seed), and a model
 whose run is gone is trained again by the same rule and seed before its remaining units.
 Figures of the seed-0 models go to ``<out>/figures``. ``--tiny`` runs the whole study on the
-8x8 digits in about a minute (the test of this script).
+8x8 digits in about 3 minutes (the test of this script).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ ROOT = Path(__file__).parents[1]
 KINDS = ("vae", "dvae", "aae", "daae")
 STARTS = ("prior", "wide")
 DECODES = ("mean", "sample")
-# The issue's sizes; --tiny replaces them (and the data) for a run of about a minute.
+# The issue's sizes; --tiny replaces them (and the data) for a run of about 3 minutes.
 FULL: dict[str, Any] = {
     "seeds": 3,
     "conv_seeds": 1,
@@ -128,7 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="unit files, results.json, tables, figures")
     parser.add_argument("--runs", required=True, help="where the models are trained")
     parser.add_argument("--budget-minutes", type=float, help="stop cleanly before this")
-    parser.add_argument("--tiny", action="store_true", help="digits, small sizes: ~1 minute")
+    parser.add_argument("--tiny", action="store_true", help="digits, small sizes: ~3 minutes")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="recipes mnist-<kind>.toml")
     parser.add_argument(
